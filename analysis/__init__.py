@@ -1,0 +1,1 @@
+"""Result collection, statistics, tables and figures: reads run result files only."""
