@@ -210,6 +210,8 @@ class DiffStride2d(nn.Module):
         stride_h = clip_passing_bounds(stride_h, self.lower_limit, self.upper_limit)
         # One host read per call: the crop size depends on the stride's value.
         host_v, host_h = (min(max(s, self.lower_limit), self.upper_limit) for s in self.current_strides())
+        if not (math.isfinite(host_v) and math.isfinite(host_h)):
+            raise FloatingPointError(f"DiffStride2d strides are not finite: {self.current_strides()}")
 
         mask_v, lead, trail = self._window(height, stride_v, host_v, "v")
         mask_h, cols, _ = self._window(width, stride_h, host_h, "h")
@@ -221,7 +223,7 @@ class DiffStride2d(nn.Module):
                 if lead + trail < height:
                     spectrum = torch.cat([spectrum[..., :lead, :], spectrum[..., height - trail:, :]], dim=-2)
                 spectrum = spectrum[..., :cols]
-            spectrum = spectrum * mask_v[:, None] * mask_h[None, :]
+            spectrum = spectrum * (mask_v[:, None] * mask_h[None, :])  # one pass over the spectrum
             out = torch.fft.irfft2(spectrum, s=(spectrum.shape[-2], 2 * (spectrum.shape[-1] - 1)))
         return out.to(dtype)
 

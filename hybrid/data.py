@@ -1,0 +1,328 @@
+"""The data sets, held whole as uint8 tensors on the training device, and their batching.
+
+CIFAR-10 and CIFAR-100 are read through torchvision from `root` (never downloaded here:
+compute nodes have no internet; `python -m hybrid.data download NAME --root DIR` is the
+separate step). `synthetic` is a CIFAR-shaped data set generated from its own seed and
+cached under `root/synthetic/`, built so that downsampling matters: its classes differ in
+shape, in bar orientation and in texture frequency, half of them near the Nyquist limit.
+
+Batching is index arithmetic on the whole tensors, with no DataLoader: `epoch_batches`
+shuffles, `augment` crops and flips a batch in one gather, `normalize` makes it float.
+Every random draw comes from the `torch.Generator` the caller passes, so one generator
+per epoch, seeded from (run seed, epoch), gives a run resumed at an epoch boundary
+exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("cifar10", "cifar100", "synthetic")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+# The validation carve's own seed: the same held-out images for every run, model and run
+# seed, so that validation scores compare across runs.
+VAL_SPLIT_SEED = 20240117
+
+# The synthetic classes: five shapes, each with a low-frequency texture (period 7-16 px)
+# or a high-frequency one (period 2.1-3 px, near the Nyquist limit of 2 px). A stride-2
+# layer that aliases folds the high band onto lower frequencies.
+SYNTHETIC_SHAPES = ("disc", "square", "ring", "hbar", "vbar")
+SYNTHETIC_BANDS = {"low": (0.06, 0.14), "high": (0.33, 0.47)}  # cycles per pixel
+SYNTHETIC_CLASSES = tuple(f"{s}/{b}" for s in SYNTHETIC_SHAPES for b in SYNTHETIC_BANDS)
+SYNTHETIC_VERSION = 1  # bump when the generator changes: the cache key includes it
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set is missing or fails its checksums under the data root."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "synthetic"
+    root: str = "data"  # CIFAR's torchvision folders and the synthetic cache live here
+    val_fraction: float = 0.0  # carved out of the training set, stratified by class; 0 = none
+    synthetic_train: int = 5000
+    synthetic_test: int = 1000
+    synthetic_seed: int = 0  # the generated data set's own seed, not the run's
+
+    def __post_init__(self):
+        if self.name not in DATASETS:
+            raise ValueError(f"dataset.name: unknown data set {self.name!r}; known: {', '.join(DATASETS)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.synthetic_train < 1 or self.synthetic_test < 1:
+            raise ValueError("dataset.synthetic_train and dataset.synthetic_test must be >= 1")
+
+
+@dataclass
+class Splits:
+    train_images: torch.Tensor  # uint8 (N, 3, 32, 32), on the device
+    train_labels: torch.Tensor  # int64 (N,)
+    eval_images: torch.Tensor  # the test split
+    eval_labels: torch.Tensor
+    val_images: torch.Tensor | None  # carved out of train when val_fraction > 0
+    val_labels: torch.Tensor | None
+    num_classes: int
+    mean: torch.Tensor  # float32 (3,), in [0, 1] units, of the training images
+    std: torch.Tensor
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
+    """The data set of `config` on `device`, the validation images carved out of train.
+
+    Raises DataNotFoundError when CIFAR is missing or corrupted under `config.root`.
+    """
+    if config.name == "synthetic":
+        train_x, train_y, test_x, test_y = load_synthetic(config)
+    else:
+        train_x, train_y, test_x, test_y = load_cifar(config.name, config.root)
+    val_x = val_y = None
+    if config.val_fraction > 0:
+        is_val = _stratified_val_mask(train_y, config.val_fraction)
+        val_x, val_y = train_x[is_val], train_y[is_val]
+        train_x, train_y = train_x[~is_val], train_y[~is_val]
+    mean, std = channel_stats(train_x)
+    train_x, train_y, test_x, test_y, mean, std = (t.to(device) for t in (train_x, train_y, test_x, test_y, mean, std))
+    if val_x is not None:
+        val_x, val_y = val_x.to(device), val_y.to(device)
+    return Splits(train_x, train_y, test_x, test_y, val_x, val_y, NUM_CLASSES[config.name], mean, std)
+
+
+def _stratified_val_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """round(fraction * count) random images of each class, the same for every run."""
+    n = len(labels)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    grouped = perm[torch.sort(labels[perm], stable=True).indices]  # by class, random within
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n) - starts[labels[grouped]]
+    take = torch.round(counts * fraction).long()
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[grouped[rank < take[labels[grouped]]]] = True
+    if not mask.any():
+        raise ValueError(f"dataset.val_fraction={fraction} leaves no validation image out of {n}; raise it")
+    return mask
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (population) std in [0, 1] units, exact, from 256-bin counts."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    hist = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(images.shape[1])])
+    hist = hist.to(torch.float64)
+    total = hist.sum(1)
+    mean = (hist * values).sum(1) / total
+    var = (hist * (values - mean[:, None]) ** 2).sum(1) / total
+    return mean.float(), var.sqrt().float()
+
+
+def _fetch_command(name: str, root) -> str:
+    return f"python -m hybrid.data download {name} --root {root}"
+
+
+def load_cifar(name: str, root: str | os.PathLike) -> tuple[torch.Tensor, ...]:
+    """(train images, train labels, test images, test labels) as uint8 NCHW / int64 tensors."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+    try:  # torchvision checks every file's md5 before reading it
+        parts = [cls(str(root), train=train, download=False) for train in (True, False)]
+    except RuntimeError as error:
+        raise DataNotFoundError(
+            f"{name} is missing or corrupted under data root {str(root)!r} (expected the md5-checked "
+            f"files of {os.path.join(str(root), cls.base_folder)}). Fetch it on a machine with internet: "
+            f"{_fetch_command(name, root)}"
+        ) from error
+    tensors = []
+    for part in parts:
+        tensors.append(torch.from_numpy(np.ascontiguousarray(part.data.transpose(0, 3, 1, 2))))
+        tensors.append(torch.tensor(part.targets, dtype=torch.int64))
+    return tuple(tensors)
+
+
+def load_synthetic(config: DataConfig) -> tuple[torch.Tensor, ...]:
+    """The generated data set, from the cache under `root/synthetic/` or generated into it."""
+    key = {"version": SYNTHETIC_VERSION, "train": config.synthetic_train,
+           "test": config.synthetic_test, "seed": config.synthetic_seed}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(config.root) / "synthetic" / f"synthetic-{digest}.pt"
+    if path.exists():
+        try:
+            cached = torch.load(path, weights_only=True)
+            return cached["train_x"], cached["train_y"], cached["test_x"], cached["test_y"]
+        except Exception:  # a truncated or foreign file: generate again and replace it
+            pass
+    train_x, train_y, test_x, test_y = generate_synthetic(
+        config.synthetic_train, config.synthetic_test, config.synthetic_seed
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:  # write then rename, so that concurrent jobs never read half a file
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "key": key}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return train_x, train_y, test_x, test_y
+
+
+# --- the synthetic data set -----------------------------------------------------------
+
+
+def generate_synthetic(n_train: int, n_test: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Train and test sets from independent streams of `seed` (the train set does not
+    depend on the test size)."""
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    return (*synthetic_images(n_train, train_rng), *synthetic_images(n_test, test_rng))
+
+
+def synthetic_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` images (uint8 (n, 3, size, size)) with balanced labels (int64 (n,)).
+
+    Each image: a noisy background with a colour gradient, and one shape of random
+    position, scale and rotation, filled with a sinusoidal grating of random orientation,
+    phase and colours. Shape edges are anti-aliased; the grating is sampled as is.
+    """
+    labels = rng.permutation(np.arange(n) % len(SYNTHETIC_CLASSES))
+    shape, band = labels // len(SYNTHETIC_BANDS), labels % len(SYNTHETIC_BANDS)
+
+    def draw(low, high, channels=None):
+        return rng.uniform(low, high, size=(n,) if channels is None else (n, channels, 1, 1)).astype(np.float32)
+
+    col = (n, 1, 1)  # per-image parameters broadcast over (n, size, size)
+    cy, cx = draw(10, size - 10).reshape(col), draw(10, size - 10).reshape(col)
+    radius = draw(6, 11).reshape(col)
+    angle = draw(0, np.pi / 2).reshape(col)
+    angle = np.where(np.isin(shape, (3, 4)).reshape(col), angle / 2.5 - np.pi / 10, angle)  # bars: +-18 deg
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    dy, dx = y - cy, x - cx
+    u = dx * np.cos(angle) + dy * np.sin(angle)
+    v = -dx * np.sin(angle) + dy * np.cos(angle)
+    r = np.hypot(dx, dy)
+    width = np.maximum(2.5, 0.35 * radius)
+    distance = np.select(  # a signed distance to the shape's edge, in pixels
+        [shape.reshape(col) == k for k in range(5)],
+        [r - radius,
+         np.maximum(abs(u), abs(v)) - 0.8 * radius,
+         abs(r - radius + width / 2) - width / 2,
+         np.maximum(abs(u) - radius, abs(v) - 0.35 * radius),
+         np.maximum(abs(v) - radius, abs(u) - 0.35 * radius)],
+    )
+    coverage = np.clip(0.5 - distance, 0, 1)[:, None]
+
+    lows = np.array([b[0] for b in SYNTHETIC_BANDS.values()], dtype=np.float32)[band]
+    highs = np.array([b[1] for b in SYNTHETIC_BANDS.values()], dtype=np.float32)[band]
+    freq = (lows + (highs - lows) * draw(0, 1)).reshape(col)
+    theta, phase = draw(0, np.pi).reshape(col), draw(0, 2 * np.pi).reshape(col)
+    wave = np.sin(2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta)) + phase)[:, None]
+    amplitude = draw(0.5, 1.0, 3) * rng.choice([-1, 1], size=(n, 3, 1, 1)) * draw(0.2, 0.35).reshape(n, 1, 1, 1)
+    texture = draw(0.35, 0.65, 3) + amplitude * wave
+
+    gradient = draw(-0.15, 0.15, 3) * ((x - size / 2) / size) + draw(-0.15, 0.15, 3) * ((y - size / 2) / size)
+    noise = rng.standard_normal((n, 3, size, size), dtype=np.float32) * draw(0.02, 0.08).reshape(n, 1, 1, 1)
+    background = draw(0.15, 0.85, 3) + gradient + noise
+    image = background + coverage * (texture - background)
+    pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    return torch.from_numpy(pixels), torch.from_numpy(labels.astype(np.int64))
+
+
+# --- batches --------------------------------------------------------------------------
+
+
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator, *, shuffle: bool = True,
+    drop_last: bool = False, device: torch.device | str | None = None,
+) -> list[torch.Tensor]:
+    """One epoch's index tensors: each of range(n) exactly once (less a dropped tail)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator, device=generator.device) if shuffle else torch.arange(n)
+    batches = list(order.to(device or "cpu").split(batch_size))
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    return batches
+
+
+def augment(images: torch.Tensor, *, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random crop after `padding` pixels of zeros, and random horizontal flip, per image.
+
+    The standard CIFAR augmentation (torchvision's RandomCrop(32, padding) then
+    RandomHorizontalFlip) in one gather on the images' device: returns the input's dtype
+    and shape (uint8 in, uint8 out; the zero padding is black, as in torchvision).
+    Draws, from `generator`, the crop offsets then the flips; padding=0 and flip=False
+    draw nothing and return `images` unchanged.
+    """
+    if padding < 0:
+        raise ValueError(f"augment: padding must be >= 0, got {padding}")
+    n, _, height, width = images.shape
+    if padding == 0 and not flip:
+        return images
+    dev = generator.device
+    offsets = torch.zeros(n, 2, dtype=torch.long, device=dev)
+    if padding:
+        offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=dev)
+    flips = torch.zeros(n, dtype=torch.bool, device=dev)
+    if flip:
+        flips = torch.rand(n, generator=generator, device=dev) < 0.5
+    offsets, flips = offsets.to(images.device), flips.to(images.device)
+    rows = offsets[:, :1] + torch.arange(height, device=images.device)
+    cols_ahead = torch.arange(width, device=images.device).expand(n, width)
+    cols = offsets[:, 1:] + torch.where(flips[:, None], cols_ahead.flip(1), cols_ahead)
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """float32 (images / 255 - mean) / std, per channel."""
+    return (images.float() / 255 - mean[:, None, None]) / std[:, None, None]
+
+
+# --- the fetch step -------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hybrid.data", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    download = commands.add_parser("download", help="fetch CIFAR, or generate and cache the synthetic set")
+    download.add_argument("name", choices=DATASETS)
+    download.add_argument("--root", default=DataConfig.root, help="data root (default: %(default)s)")
+    download.add_argument("--synthetic-train", type=int, default=DataConfig.synthetic_train)
+    download.add_argument("--synthetic-test", type=int, default=DataConfig.synthetic_test)
+    download.add_argument("--synthetic-seed", type=int, default=DataConfig.synthetic_seed)
+    args = parser.parse_args(argv)
+
+    config = DataConfig(args.name, args.root, synthetic_train=args.synthetic_train,
+                        synthetic_test=args.synthetic_test, synthetic_seed=args.synthetic_seed)
+    if args.name != "synthetic":
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[args.name]
+        try:  # checks the md5 of what is there first, and downloads only if that fails
+            cls(args.root, train=True, download=True)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError
+            print(f"could not fetch {args.name} into {args.root}: {error}\nRun this on a machine with "
+                  f"internet, or unpack {cls.filename} ({cls.url}) into {args.root}.", file=sys.stderr)
+            return 1
+    splits = load_splits(config)  # reads back what the training jobs will read
+    print(f"{args.name} ready under {args.root}: {len(splits.train_labels)} training and "
+          f"{len(splits.eval_labels)} test images, {splits.num_classes} classes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

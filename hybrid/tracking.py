@@ -1,0 +1,318 @@
+"""MLflow tracking for training runs: a live `RunTracker` and an after-the-fact `sync`.
+
+The result files (`result.json`, `history.csv`) are the source of truth; MLflow is a view of
+them. So tracking may fail without failing training: `RunTracker` logs one warning and turns
+into a no-op, and `sync` later fills MLflow in from the result files.
+
+    python -m hybrid.tracking sync RESULTS_DIR [--uri URI] [--experiment NAME]
+
+One training run is one MLflow run, found again by its tag `run_id` (the config's content
+hash): a resumed training continues its MLflow run, and `sync` never duplicates a run or a
+metric point. A diverged run is a result, not a crash: it ends FINISHED with tag
+`status=diverged`; only an interrupted run ends KILLED (and is reopened on resume).
+
+Fast failure: MLflow's HTTP client retries for minutes by default. For http(s) URIs,
+`start()` first GETs `<uri>/health` with a 3 s timeout, and every MLflow call the tracker
+makes runs with MLFLOW_HTTP_REQUEST_MAX_RETRIES=1, MLFLOW_HTTP_REQUEST_TIMEOUT=5 and
+MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 (unless the user set them), so a server that goes
+away mid-run costs seconds once, not minutes per epoch. `sync` keeps MLflow's patient
+defaults: nothing waits on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXPERIMENT = "hybrid-pooling"
+ARTIFACTS = ("result.json", "history.csv")
+# Where a SQLite store beside the results keeps artifacts; `sync` skips it (it holds result.json copies).
+ARTIFACT_DIR = "mlartifacts"
+# MLflow's limits (mlflow.utils.validation): values longer than this are rejected.
+MAX_PARAM_LENGTH = 6000
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+# Scalars of result.json logged as `final/<key>` metrics, so runs compare in the MLflow UI.
+FINAL_METRICS = ("test_accuracy", "best_test_accuracy", "best_epoch", "test_loss", "epochs_completed",
+                 "params", "flops", "wall_time_s", "images_per_s")
+FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+PROBE_TIMEOUT_S = 3.0
+
+
+def resolve_tracking_uri(configured: str | None, results_dir) -> str:
+    """The config's URI, else $MLFLOW_TRACKING_URI, else a SQLite store in the results dir."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dict to dotted string params: {"model": {"smoothness": 4.0}} -> {"model.smoothness": "4.0"}.
+
+    Lists become JSON strings; values past MLflow's length limit are cut and marked with "...".
+    """
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+            continue
+        text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+        flat[name] = text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+    return flat
+
+
+@contextlib.contextmanager
+def _fast_http():
+    """Few retries and short timeouts for MLflow's HTTP client, for the calls inside only."""
+    added = {k: v for k, v in FAST_HTTP.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _probe(uri: str) -> None:
+    """Raise ConnectionError quickly when an http(s) tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        pass  # the server answered; whatever is wrong shows in the real calls
+    except (OSError, ValueError) as err:
+        raise ConnectionError(f"MLflow server {uri} is unreachable ({err})") from err
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, uri: str, name: str) -> str:
+    """The id of experiment `name`, created (artifacts beside a SQLite store) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):  # MLflow would put artifacts under ./mlruns of the cwd
+        slug = re.sub(r"[^\w.-]+", "_", name)
+        location = (Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACT_DIR / slug).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another job created it meanwhile
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def _find_run(client, experiment_id: str, run_id: str):
+    runs = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'",
+                              max_results=1, order_by=["attributes.start_time ASC"])
+    return runs[0] if runs else None
+
+
+def _logged_steps(client, run) -> dict[str, set[int]]:
+    """For each metric key of an MLflow run, the steps already logged."""
+    return {key: {m.step for m in client.get_metric_history(run.info.run_id, key)} for key in run.data.metrics}
+
+
+def _log_batch(client, mlflow_run_id: str, metrics=(), params=(), tags=()) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    params, tags = [Param(k, v) for k, v in params], [RunTag(k, v) for k, v in tags]
+    for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+        client.log_batch(mlflow_run_id, params=params[i: i + MAX_PARAMS_PER_BATCH])
+    for i in range(0, len(tags), MAX_PARAMS_PER_BATCH):
+        client.log_batch(mlflow_run_id, tags=tags[i: i + MAX_PARAMS_PER_BATCH])
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(step)) for k, v, step in metrics]
+    for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(mlflow_run_id, metrics=metrics[i: i + MAX_METRICS_PER_BATCH])
+
+
+def _base_tags(run_id: str, extra: dict | None) -> dict[str, str]:
+    tags = {"run_id": run_id, "host": socket.gethostname()}
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["SLURM_JOB_ID"] = os.environ["SLURM_JOB_ID"]
+    tags.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
+    return tags
+
+
+def _log_outcome(client, run, out_dir: Path, status: str, result: dict) -> bool:
+    """Log what is missing of a run's outcome: artifacts, `final/*` metrics, status tag.
+
+    Returns whether anything was logged.
+    """
+    mlflow_run_id = run.info.run_id
+    logged = {a.path for a in client.list_artifacts(mlflow_run_id)}
+    missing = [name for name in ARTIFACTS if (out_dir / name).is_file() and name not in logged]
+    for name in missing:
+        client.log_artifact(mlflow_run_id, str(out_dir / name))
+    finals = [(f"final/{k}", result[k], 0) for k in FINAL_METRICS
+              if isinstance(result.get(k), (int, float)) and f"final/{k}" not in run.data.metrics]
+    tags = [("status", status)] if run.data.tags.get("status") != status else []
+    if result.get("git_commit") and "git_commit" not in run.data.tags:
+        tags.append(("git_commit", str(result["git_commit"])))
+    _log_batch(client, mlflow_run_id, metrics=finals, tags=tags)
+    return bool(missing or finals or tags)
+
+
+class RunTracker:
+    """Mirror one training run into MLflow; never lets MLflow failures stop training.
+
+    After the first failing call the tracker logs one warning and ignores all later calls.
+    `uri=None` means tracking is off: every call is a silent no-op.
+    """
+
+    def __init__(self, uri: str | None, experiment: str, run_id: str, run_name: str, config: dict,
+                 tags: dict | None = None):
+        self.uri, self.experiment, self.run_id, self.run_name = uri, experiment, run_id, run_name
+        self.config, self.tags = config, tags or {}
+        self.mlflow_run_id: str | None = None
+        self.disabled = uri is None
+        self._client = None
+        self._logged: dict[str, set[int]] = {}
+
+    def _guard(self, action: str, call) -> None:
+        if self.disabled or (self.mlflow_run_id is None and action != "start"):
+            return
+        try:
+            with _fast_http():
+                call()
+        except Exception as err:  # noqa: BLE001 - any MLflow failure must leave training alone
+            self.disabled = True
+            log.warning("MLflow tracking at %s failed in %s (%s: %s); training continues untracked. "
+                        "Fill MLflow in later with: python -m hybrid.tracking sync RESULTS_DIR",
+                        self.uri, action, type(err).__name__, err)
+
+    def start(self) -> None:
+        """Continue the MLflow run tagged with this run_id, else create it."""
+        self._guard("start", self._start)
+
+    def _start(self) -> None:
+        _probe(self.uri)
+        client = _client(self.uri)
+        experiment_id = _experiment_id(client, self.uri, self.experiment)
+        run = _find_run(client, experiment_id, self.run_id)
+        if run is None:
+            run = client.create_run(experiment_id, run_name=self.run_name, tags={"run_id": self.run_id})
+        else:
+            client.update_run(run.info.run_id, status="RUNNING")
+            self._logged = _logged_steps(client, run)
+        params = [(k, v) for k, v in flatten(self.config).items() if k not in run.data.params]
+        _log_batch(client, run.info.run_id, params=params, tags=_base_tags(self.run_id, self.tags).items())
+        self._client, self.mlflow_run_id = client, run.info.run_id
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Log one epoch's metrics at step=epoch (skipping points a previous session logged)."""
+        points = [(k, v, epoch) for k, v in metrics.items() if v is not None and epoch not in self._logged.get(k, ())]
+        self._guard("log_epoch", lambda: _log_batch(self._client, self.mlflow_run_id, metrics=points))
+
+    def finish(self, status: str, out_dir) -> None:
+        """Log result.json and history.csv, tag `status`, end the run FINISHED (diverged too)."""
+        def call():
+            out = Path(out_dir)
+            result = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else {}
+            _log_outcome(self._client, self._client.get_run(self.mlflow_run_id), out, status, result)
+            self._client.set_terminated(self.mlflow_run_id, status="FINISHED")
+        self._guard("finish", call)
+
+    def close_interrupted(self) -> None:
+        """End the run KILLED (SIGTERM, crash); a resume reopens it."""
+        self._guard("close_interrupted", lambda: self._client.set_terminated(self.mlflow_run_id, status="KILLED"))
+
+
+def read_history(path: Path) -> list[tuple[str, float, int]]:
+    """history.csv as (metric, value, epoch) points; empty cells are skipped, "nan" is kept."""
+    if not path.is_file():
+        return []
+    points = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = int(row.pop("epoch"))
+            for key, value in row.items():
+                if value not in ("", None):
+                    points.append((key, float(value), epoch))
+    return points
+
+
+def _sync_run(client, uri: str, out_dir: Path, result: dict, experiment: str) -> str:
+    """Log what MLflow lacks of one result directory; returns created, updated or unchanged."""
+    run_id, config = str(result["run_id"]), result.get("config", {})
+    experiment_id = _experiment_id(client, uri, experiment)
+    run = _find_run(client, experiment_id, run_id)
+    outcome = "updated"
+    if run is None:
+        run = client.create_run(experiment_id, run_name=result.get("run_name"), tags={"run_id": run_id})
+        outcome = "created"
+    params = [(k, v) for k, v in flatten(config).items() if k not in run.data.params]
+    logged = _logged_steps(client, run)
+    points = [p for p in read_history(out_dir / "history.csv") if p[2] not in logged.get(p[0], ())]
+    _log_batch(client, run.info.run_id, metrics=points, params=params)
+    status = str(result.get("status", "completed"))
+    changed = _log_outcome(client, client.get_run(run.info.run_id), out_dir, status, result)
+    if run.info.status != "FINISHED":
+        client.set_terminated(run.info.run_id, status="FINISHED")
+        changed = True
+    return outcome if outcome == "created" or params or points or changed else "unchanged"
+
+
+def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> dict:
+    """Log every result.json under `results_dir` that MLflow lacks, or lacks in part. Idempotent."""
+    results_dir = Path(results_dir)
+    uri = resolve_tracking_uri(uri, results_dir)
+    client = _client(uri)
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    for path in sorted(results_dir.rglob("result.json")):
+        if {ARTIFACT_DIR, "mlruns"} & set(path.relative_to(results_dir).parts):
+            continue  # a copy logged as an artifact, not a run directory
+        try:
+            result = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it, then sync again") from err
+        if "run_id" not in result:
+            raise ValueError(f"{path} has no 'run_id', so it is no training result; move it out of {results_dir}")
+        name = experiment or (result.get("config", {}).get("tracking") or {}).get("experiment") or DEFAULT_EXPERIMENT
+        counts[_sync_run(client, uri, path.parent, result, name)] += 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync_cmd = commands.add_parser("sync", help="log result files that MLflow lacks")
+    sync_cmd.add_argument("results_dir", type=Path)
+    sync_cmd.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else RESULTS_DIR/mlflow.db)")
+    sync_cmd.add_argument("--experiment", help="experiment name (default: each run's config, else hybrid-pooling)")
+    args = parser.parse_args(argv)
+    if not args.results_dir.is_dir():
+        parser.error(f"results directory {args.results_dir} does not exist; pass the folder holding the runs")
+    counts = sync(args.results_dir, args.uri, args.experiment)
+    print(" ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+if __name__ == "__main__":
+    main()

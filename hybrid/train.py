@@ -1,0 +1,405 @@
+"""One training run, top to bottom: a resolved run config in, result files out.
+
+    python -m hybrid.train --run-config RUN.yaml --out DIR [--checkpoint PATH] [--results-dir results]
+
+Writes DIR/result.json and DIR/history.csv (the analysis' source of truth) and logs the
+run to MLflow. The final-epoch test accuracy is the primary metric; the best epoch on the
+test set is recorded but never used to compare (selecting on the test set inflates).
+
+Checkpoints go to DIR/checkpoint.pt (not a declared workflow output, so a failed job's
+clean-up keeps it) at every epoch end, atomically, and on SIGTERM (Slurm time limit,
+preemption) at the current step, after which the process exits with status 75 so the
+job is retried; a rerun resumes and ends exactly where an uninterrupted run would (every
+random draw comes from generators seeded by (seed, epoch) whose state is checkpointed).
+A non-finite loss ends the run with status "diverged": a result, exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hybrid.config import RunConfig, TrainConfig, load_run_config
+from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalize
+from hybrid.models import CifarResNet, resnet18
+from hybrid.tracking import RunTracker, resolve_tracking_uri
+
+log = logging.getLogger("hybrid.train")
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (the job is retried and resumes)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Diverged(Exception):
+    pass
+
+
+# --- set-up ---------------------------------------------------------------------------
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
+def parameter_groups(model: CifarResNet, train: TrainConfig) -> list[dict]:
+    """Strides, decayed and undecayed parameters, each with its lr multiplier and decay."""
+    strides = {id(p) for p in model.stride_parameters()}
+    decayed, undecayed = [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in strides:
+                continue
+            regularised = isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+            (decayed if train.decay_on == "all" or regularised else undecayed).append(p)
+    groups = [
+        {"params": decayed, "weight_decay": train.weight_decay, "lr_mult": 1.0},
+        {"params": undecayed, "weight_decay": 0.0, "lr_mult": 1.0},
+        {"params": model.stride_parameters(), "weight_decay": train.stride_weight_decay, "lr_mult": train.stride_lr_mult},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def learning_rate(train: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate at optimizer step `step` (0-based); stateless, so resuming needs no scheduler state."""
+    if train.lr_schedule == "piecewise":
+        for boundary, value in zip(train.lr_boundaries, train.lr_values):
+            if step < boundary:
+                return value
+        return train.lr_values[-1]
+    epoch = step / steps_per_epoch
+    passed = sum(epoch >= m * train.epochs for m in train.milestones)
+    return train.lr * train.lr_gamma**passed
+
+
+def steps_per_epoch(n_train: int, train: TrainConfig) -> int:
+    per_step = train.batch_size * (2 if train.mixup_alpha > 0 else 1)
+    return n_train // per_step if train.mixup_alpha > 0 else math.ceil(n_train / per_step)
+
+
+# --- one epoch ------------------------------------------------------------------------
+
+
+def train_batch(splits: Splits, index: torch.Tensor, train: TrainConfig, generator: torch.Generator, rng: np.random.Generator):
+    """Augmented, normalised images and soft targets for one step (mixup pairs as the official pipeline)."""
+    images = augment(splits.train_images[index], padding=train.crop_padding, flip=train.flip, generator=generator)
+    images = normalize(images, splits.mean, splits.std)
+    targets = F.one_hot(splits.train_labels[index], splits.num_classes).float()
+    if train.mixup_alpha > 0:
+        weight = torch.from_numpy(rng.beta(train.mixup_alpha, train.mixup_alpha, size=len(index) // 2))
+        weight = weight.to(images.device, torch.float32)
+        w_img = weight[:, None, None, None]
+        images = images[0::2] * w_img + images[1::2] * (1 - w_img)
+        targets = targets[0::2] * weight[:, None] + targets[1::2] * (1 - weight[:, None])
+    return images, targets
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, splits: Splits, train: TrainConfig, device) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for start in range(0, len(labels), train.eval_batch_size):
+        x = normalize(images[start : start + train.eval_batch_size], splits.mean, splits.std)
+        y = labels[start : start + train.eval_batch_size]
+        if train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, train):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train()
+    return loss_sum.item() / len(labels), correct.item() / len(labels)
+
+
+def autocast(device: torch.device, train: TrainConfig):
+    enabled = device.type == "cuda" and train.amp
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+# --- checkpoints ----------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, run_id: str) -> dict | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("run_id") != run_id:
+        raise RuntimeError(
+            f"checkpoint {path} belongs to run {state.get('run_id')}, not {run_id}; delete it to start afresh"
+        )
+    return state
+
+
+# --- the run --------------------------------------------------------------------------
+
+
+def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = None, results_dir: Path = Path("results")) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = checkpoint_path or out_dir / "checkpoint.pt"
+    run_id = config.run_id()
+    tcfg = config.train
+    device = pick_device(tcfg.device)
+    if tcfg.threads > 0:
+        torch.set_num_threads(tcfg.threads)
+    torch.backends.cudnn.benchmark = tcfg.cudnn_benchmark and not tcfg.deterministic
+    seed_everything(config.seed, tcfg.deterministic)
+
+    splits = load_splits(config.dataset, device)
+    if splits.num_classes != config.model.num_classes:
+        raise ValueError(
+            f"model.num_classes is {config.model.num_classes} but dataset {config.dataset.name!r} has "
+            f"{splits.num_classes} classes; leave model.num_classes out to take the dataset's"
+        )
+    model = resnet18(config.model).to(device)
+    if tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+    n_train = len(splits.train_labels)
+    per_epoch = steps_per_epoch(n_train, tcfg)
+    batch_per_step = tcfg.batch_size * (2 if tcfg.mixup_alpha > 0 else 1)
+
+    history: list[dict] = []
+    start_epoch, resume_step = 1, 0
+    resume = load_checkpoint(checkpoint_path, run_id)
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        history, start_epoch, resume_step = resume["history"], resume["epoch"], resume["step_in_epoch"]
+        log.info("resuming %s at epoch %d, step %d", run_id, start_epoch, resume_step)
+
+    tracker = RunTracker(
+        resolve_tracking_uri(config.tracking.uri, results_dir) if config.tracking.enabled else None,
+        config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(),
+    )
+    tracker.start()
+
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
+    status, wall_start = "completed", time.perf_counter()
+    train_time = sum(row["epoch_time_s"] for row in history)
+    bar = tqdm(total=tcfg.epochs, initial=start_epoch - 1, desc=config.display_name(), disable=not sys.stderr.isatty())
+    try:
+        for epoch in range(start_epoch, tcfg.epochs + 1):
+            generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+            rng = np.random.default_rng(epoch_seed(config.seed, epoch))
+            batches = epoch_batches(n_train, batch_per_step, generator, shuffle=True, drop_last=tcfg.mixup_alpha > 0)
+            sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "seen": 0}
+            first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * per_epoch, per_epoch)
+            if resume and epoch == start_epoch and resume_step > 0:
+                generator.set_state(resume["generator"])
+                rng.bit_generator.state = resume["rng"]
+                sums = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}
+                first_step, train_time = resume_step, resume["train_time"]
+            t0 = time.perf_counter()
+            for i in range(first_step, len(batches)):
+                if stop["signal"] is not None:
+                    save_checkpoint(checkpoint_path, {
+                        "run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "history": history, "epoch": epoch, "step_in_epoch": i, "generator": generator.get_state(),
+                        "rng": rng.bit_generator.state, "sums": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
+                        "train_time": train_time + time.perf_counter() - t0,
+                    })
+                    raise Interrupted()
+                lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * group["lr_mult"]
+                x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
+                if tcfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(device, tcfg):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=tcfg.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise Diverged()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                model.constrain_strides()
+                sums["loss"] += loss.detach() * len(targets)
+                sums["correct"] += (logits.argmax(1) == targets.argmax(1)).sum()
+                sums["seen"] += len(targets)
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
+            test_loss, test_acc = evaluate(model, splits.eval_images, splits.eval_labels, splits, tcfg, device)
+            if not math.isfinite(test_loss):
+                raise Diverged()
+            row = {
+                "epoch": epoch,
+                "train_loss": sums["loss"].item() / sums["seen"],
+                "train_accuracy": sums["correct"].item() / sums["seen"],
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+            }
+            if splits.val_images is not None:
+                row["val_loss"], row["val_accuracy"] = evaluate(model, splits.val_images, splits.val_labels, splits, tcfg, device)
+            row.update({"lr": lr, "epoch_time_s": epoch_time, "images_per_s": sums["seen"] / epoch_time})
+            for layer, (v, h) in model.learned_strides().items():
+                row[f"stride/{layer}/v"], row[f"stride/{layer}/h"] = v, h
+            history.append(row)
+            tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
+            save_checkpoint(checkpoint_path, {
+                "run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "history": history, "epoch": epoch + 1, "step_in_epoch": 0,
+            })
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{test_acc:.4f}")
+            if bar.disable:
+                log.info("%s epoch %d/%d train_loss %.4f test_acc %.4f lr %.4g %.0f img/s",
+                         config.display_name(), epoch, tcfg.epochs, row["train_loss"], test_acc, lr, row["images_per_s"])
+    except (Diverged, FloatingPointError):
+        status = "diverged"
+        log.warning("%s diverged (non-finite loss) in epoch %d", config.display_name(), len(history) + 1)
+    except Interrupted:
+        tracker.close_interrupted()
+        log.warning("%s interrupted by signal %s; checkpointed to %s", config.display_name(), stop["signal"], checkpoint_path)
+        raise
+    except BaseException:
+        tracker.close_interrupted()
+        raise
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
+
+    result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start)
+    write_results(out_dir, result, history)
+    tracker.finish(status, out_dir)
+    if checkpoint_path.exists():
+        checkpoint_path.unlink()
+    return result
+
+
+def build_result(config: RunConfig, model: CifarResNet, history: list[dict], status: str, device, train_time: float, wall: float) -> dict:
+    last = history[-1] if history and status == "completed" else {}
+    best = max(history, key=lambda r: r["test_accuracy"]) if history else {}
+    finite = all(math.isfinite(v) for s in model.learned_strides().values() for v in s)
+    cost = model.cost() if finite else {}
+    seen = sum(r["images_per_s"] * r["epoch_time_s"] for r in history)
+    return {
+        "run_id": config.run_id(),
+        "run_name": config.display_name(),
+        "status": status,
+        "test_accuracy": last.get("test_accuracy"),
+        "best_test_accuracy": best.get("test_accuracy"),
+        "best_epoch": best.get("epoch"),
+        "test_loss": last.get("test_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "epochs_completed": len(history),
+        "epochs": config.train.epochs,
+        "learned_strides": model.learned_strides() if finite else {},
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": cost.get("flops"),
+        "cost": cost,
+        "wall_time_s": wall,
+        "train_time_s": train_time,
+        "images_per_s": seen / train_time if train_time > 0 else None,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "git_commit": git_commit(),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "config": config.to_dict(),
+    }
+
+
+def write_results(out_dir: Path, result: dict, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for row in history for k in row)) or ["epoch"]
+    tmp = out_dir / "history.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, out_dir / "history.csv")
+    tmp = out_dir / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, allow_nan=False, default=str) + "\n")
+    os.replace(tmp, out_dir / "result.json")
+
+
+def git_commit() -> str:
+    if os.environ.get("HYBRID_GIT_COMMIT"):
+        return os.environ["HYBRID_GIT_COMMIT"]
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_tags() -> dict[str, str]:
+    return {"git_commit": git_commit()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-config", required=True, type=Path, help="the resolved run configuration (YAML)")
+    parser.add_argument("--out", required=True, type=Path, help="directory for result.json and history.csv")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: OUT/checkpoint.pt")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="where the default MLflow store lives")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (overrides train.threads)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_run_config(args.run_config)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    if args.threads:
+        config = replace(config, train=replace(config.train, threads=args.threads))
+    try:
+        result = train_run(config, args.out, args.checkpoint, args.results_dir)
+    except Interrupted:
+        return EXIT_INTERRUPTED
+    except DataNotFoundError as err:
+        parser.exit(2, f"error: {err}\n")
+    log.info("%s %s: test accuracy %s", result["run_name"], result["status"], result["test_accuracy"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

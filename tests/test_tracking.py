@@ -1,0 +1,246 @@
+"""MLflow tracking against real stores: a SQLite file in tmp_path and a real `mlflow server` on loopback."""
+
+import csv
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hybrid.tracking import RunTracker, flatten, main, resolve_tracking_uri, sync
+
+EXPERIMENT = "test-hybrid"
+STRIDE = "stride/layer2.0.pool/v"
+
+
+def config(seed: int = 0) -> dict:
+    return {
+        "dataset": {"name": "cifar10", "batch_size": 128},
+        "model": {"variant": "hybrid", "smoothness": 4.0, "init_strides": [2.0, 2.0]},
+        "train": {"epochs": 3, "lr": 0.1},
+        "seed": seed,
+        "tracking": {"uri": None, "experiment": EXPERIMENT},
+    }
+
+
+def epoch_metrics(epoch: int, loss: float | None = None) -> dict[str, float]:
+    return {"train_loss": 2.0 / epoch if loss is None else loss, "test_accuracy": 0.3 * epoch,
+            "lr": 0.1, STRIDE: 2.0 + 0.1 * epoch, "stride/layer2.0.pool/h": 1.9}
+
+
+def write_run(out_dir, run_id: str, seed: int = 0, epochs: int = 3, status: str = "completed") -> dict:
+    """A hand-made result.json and history.csv, as a finished training writes them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{"epoch": e, **epoch_metrics(e, float("nan") if status == "diverged" and e == epochs else None)}
+            for e in range(1, epochs + 1)]
+    with (out_dir / "history.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = {"run_id": run_id, "run_name": f"cifar10/hybrid/seed{seed}", "status": status,
+              "test_accuracy": 0.9, "best_test_accuracy": 0.91, "best_epoch": epochs, "test_loss": 0.3,
+              "epochs_completed": epochs, "learned_strides": {"layer2.0.pool": [2.3, 1.9]},
+              "params": 11_000_000, "flops": 5.5e8, "wall_time_s": 12.5, "images_per_s": 4000.0,
+              "device": "cpu", "versions": {"torch": "2.4"}, "git_commit": "abc123", "config": config(seed)}
+    (out_dir / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def sqlite_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def runs(uri: str, experiment: str = EXPERIMENT):
+    client = MlflowClient(tracking_uri=uri)
+    return client, client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def points(client, run) -> int:
+    return sum(len(client.get_metric_history(run.info.run_id, key)) for key in run.data.metrics)
+
+
+def steps(client, run, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_resolve_tracking_uri_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri("http://config:5000", tmp_path) == "http://config:5000"
+    assert resolve_tracking_uri(None, tmp_path) == "http://env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_flatten_gives_dotted_string_params_within_mlflow_limits():
+    flat = flatten({**config(), "notes": "x" * 10_000, "extra": {}})
+    assert flat["model.smoothness"] == "4.0"
+    assert flat["model.init_strides"] == "[2.0, 2.0]"
+    assert flat["tracking.uri"] == "None" and flat["seed"] == "0" and flat["extra"] == "{}"
+    assert len(flat["notes"]) == 6000 and flat["notes"].endswith("...")
+
+
+def test_tracker_logs_params_tags_epochs_and_artifacts(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    uri, out = sqlite_uri(tmp_path), tmp_path / "runs" / "r1"
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "cifar10/hybrid/seed0", config(), tags={"git_commit": "abc123"})
+    tracker.start()
+    for epoch in (1, 2, 3):
+        tracker.log_epoch(epoch, epoch_metrics(epoch))
+    write_run(out, "r1")
+    tracker.finish("completed", out)
+
+    client, [run] = runs(uri)
+    assert run.info.run_name == "cifar10/hybrid/seed0" and run.info.status == "FINISHED"
+    assert run.data.params["model.smoothness"] == "4.0" and run.data.params["train.lr"] == "0.1"
+    tags = run.data.tags
+    assert (tags["run_id"], tags["SLURM_JOB_ID"], tags["git_commit"], tags["status"]) == ("r1", "4242", "abc123", "completed")
+    assert tags["host"] == socket.gethostname()
+    assert steps(client, run, STRIDE) == [1, 2, 3]
+    assert run.data.metrics["final/best_test_accuracy"] == 0.91
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"result.json", "history.csv"}
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())  # beside the store, not in cwd
+
+
+def test_resumed_tracker_continues_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    uri, out = sqlite_uri(tmp_path), tmp_path / "r2"
+    first = RunTracker(uri, EXPERIMENT, "r2", "cifar10/hybrid/seed1", config(1))
+    first.start()
+    for epoch in (1, 2):
+        first.log_epoch(epoch, epoch_metrics(epoch))
+    first.close_interrupted()
+    client, [run] = runs(uri)
+    assert run.info.status == "KILLED" and "SLURM_JOB_ID" not in run.data.tags
+
+    resumed = RunTracker(uri, EXPERIMENT, "r2", "cifar10/hybrid/seed1", config(1))
+    resumed.start()
+    assert resumed.mlflow_run_id == run.info.run_id
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    for epoch in (2, 3):  # the checkpoint was from epoch 1: epoch 2 runs again
+        resumed.log_epoch(epoch, epoch_metrics(epoch))
+    write_run(out, "r2", seed=1, status="diverged")
+    resumed.finish("diverged", out)
+
+    client, [run] = runs(uri)
+    assert steps(client, run, "test_accuracy") == [1, 2, 3]
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "diverged"
+
+
+def test_tracker_without_uri_is_a_silent_no_op(tmp_path, caplog):
+    tracker = RunTracker(None, EXPERIMENT, "r0", "off", config())
+    write_run(tmp_path, "r0")
+    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+        tracker.start()
+        tracker.log_epoch(1, epoch_metrics(1))
+        tracker.finish("completed", tmp_path)
+    assert tracker.mlflow_run_id is None and not caplog.records
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on a free loopback port; yields (uri, stop)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'srv.db'}", "--artifacts-destination", str(tmp_path / "art")],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "server.log").open("w"), start_new_session=True)
+
+    def stop():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop()
+                pytest.fail(f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+    yield uri, stop
+    stop()
+
+
+def test_tracker_through_a_real_server_and_its_loss_midway(mlflow_server, tmp_path, caplog):
+    uri, stop = mlflow_server
+    out = tmp_path / "r3"
+    tracker = RunTracker(uri, EXPERIMENT, "r3", "cifar10/hybrid/seed3", config(3))
+    tracker.start()
+    tracker.log_epoch(1, epoch_metrics(1))
+    write_run(out, "r3", seed=3, epochs=1)
+    tracker.finish("completed", out)
+
+    client, [run] = runs(uri)
+    assert run.info.run_name == "cifar10/hybrid/seed3" and run.data.params["model.variant"] == "hybrid"
+    assert steps(client, run, STRIDE) == [1] and run.data.tags["status"] == "completed"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"result.json", "history.csv"}
+    assert list((tmp_path / "art").rglob("history.csv"))  # proxied to the server's artifact store
+
+    again = RunTracker(uri, EXPERIMENT, "r3b", "cifar10/hybrid/seed4", config(4))
+    again.start()
+    stop()  # the server dies mid-training
+    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+        began = time.monotonic()
+        for epoch in (1, 2, 3):
+            again.log_epoch(epoch, epoch_metrics(epoch))
+        again.finish("completed", out)
+        assert time.monotonic() - began < 15
+    assert again.disabled and len([r for r in caplog.records if r.name == "hybrid.tracking"]) == 1
+
+
+def test_outage_is_fast_and_sync_fills_mlflow_in(tmp_path, monkeypatch, caplog):
+    results = tmp_path / "results"
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+        began = time.monotonic()
+        tracker = RunTracker(down, EXPERIMENT, "r4", "cifar10/hybrid/seed4", config(4))
+        tracker.start()
+        for epoch in (1, 2, 3):
+            tracker.log_epoch(epoch, epoch_metrics(epoch))
+        write_run(results / "cifar10" / "r4", "r4", seed=4)
+        tracker.finish("completed", results / "cifar10" / "r4")
+        tracker.close_interrupted()
+        assert time.monotonic() - began < 15
+    assert len([r for r in caplog.records if r.name == "hybrid.tracking"]) == 1
+
+    # A second run reached MLflow but was killed after epoch 2; its result files are complete.
+    uri = sqlite_uri(results)
+    partial = RunTracker(uri, EXPERIMENT, "r5", "cifar10/hybrid/seed5", config(5))
+    partial.start()
+    for epoch in (1, 2):
+        partial.log_epoch(epoch, epoch_metrics(epoch))
+    partial.close_interrupted()
+    write_run(results / "cifar10" / "r5", "r5", seed=5, status="diverged")
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert sync(results) == {"created": 1, "updated": 1, "unchanged": 0}  # default store: results/mlflow.db
+    client, found = runs(uri)
+    by_id = {run.data.tags["run_id"]: run for run in found}
+    assert sorted(by_id) == ["r4", "r5"]
+    for run in found:
+        assert steps(client, run, STRIDE) == [1, 2, 3] and run.info.status == "FINISHED"
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"result.json", "history.csv"}
+    assert by_id["r4"].info.run_name == "cifar10/hybrid/seed4" and by_id["r4"].data.params["seed"] == "4"
+    assert by_id["r5"].data.tags["status"] == "diverged"
+    before = {run.info.run_id: points(client, run) for run in found}
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["sync", str(results)]) == {"created": 0, "updated": 0, "unchanged": 2}
+    client, found = runs(uri)
+    assert {run.info.run_id: points(client, run) for run in found} == before
