@@ -52,7 +52,8 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "downsample_at", tuple(self.downsample_at))
-        object.__setattr__(self, "init_stride", tuple(self.init_stride))
+        # Floats, so that a stride written as 2 or 2.0 is the same run (and the same run id).
+        object.__setattr__(self, "init_stride", tuple(float(s) for s in self.init_stride))
         if self.downsample not in DOWNSAMPLE_KINDS:
             raise ValueError(
                 f"model.downsample: unknown kind {self.downsample!r}; known kinds: {', '.join(DOWNSAMPLE_KINDS)}"

@@ -1,0 +1,33 @@
+# The reproduction and ablation study of arXiv 2401.09008, end to end:
+#   config (studies as data) -> one training job per resolved run -> analysis -> report.
+#
+#   snakemake --cores all --profile slurm                          # a Slurm GPU cluster
+#   snakemake --cores all --configfile config/demo.yaml            # the CPU demo
+#   snakemake --cores all -n                                       # list the jobs
+# The report: add `--report results/report.html --report-after-run`.
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+# The paper study, unless --configfile names another (which then replaces it, unmerged).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        analysis_outputs(),
+    default_target: True

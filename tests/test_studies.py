@@ -1,0 +1,106 @@
+"""Studies as data: grids resolved into runs with content-hashed ids, the config schema."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybrid.studies import SCHEMA_HEADER, axis_value, config_schema, known_keys, resolve_runs, runs_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_demo_runs_are_unique_and_shared_between_studies():
+    runs = resolve_runs(DEMO)
+    ids = [r.run_id for r in runs]
+    assert len(ids) == len(set(ids)) == 48
+    # DiffStride at the default settings belongs to four studies and trains once per seed.
+    shared = [r for r in runs if r.variant == "diffstride" and len(r.studies) == 4]
+    assert len(shared) == 3 and set(shared[0].studies) == {"pooling", "placement", "smoothness", "init_stride"}
+
+
+def test_paper_config_covers_the_issue_grid():
+    runs = resolve_runs(PAPER)
+    rows = runs_table(runs)
+    pooling = [r for r in rows if "pooling" in r["studies"].split(";")]
+    assert {r["variant"] for r in pooling} == {"strided", "max", "blur", "spectral", "diffstride", "hybrid"}
+    assert {r["train.recipe"] for r in pooling} == {"hybrid-paper", "official-diffstride"}
+    assert {r["dataset.name"] for r in rows} == {"cifar10", "cifar100"}
+    assert len({r["seed"] for r in rows}) >= 5
+    smoothness = {r["model.smoothness"] for r in rows if "smoothness" in r["studies"]}
+    assert smoothness == {"1", "2", "4", "8", "16"}
+    assert {r["model.init_stride"] for r in rows if "init_stride" in r["studies"]} == {"1+1+2+2+2", "1+1+3+2+3"}
+
+
+def test_an_unrelated_edit_keeps_every_existing_run_id():
+    before = {r.run_id for r in resolve_runs(DEMO)}
+    edited = copy.deepcopy(DEMO)
+    edited["studies"]["smoothness"]["vary"]["model.smoothness"].append(16)
+    edited["studies"]["lr"] = {"fixed": {"variant": "strided"}, "vary": {"train.lr": [0.01, 0.02]}}
+    after = {r.run_id for r in resolve_runs(edited)}
+    assert before < after
+    # 6 new smoothness runs; of the lr study, lr 0.02 is the base's and already runs.
+    assert len(after - before) == 6 + 3
+
+
+def test_numbers_spelled_differently_are_the_same_run():
+    a = copy.deepcopy(DEMO)
+    a["studies"] = {"s": {"vary": {"model.init_stride": [[1, 1, 2, 2, 2]], "model.smoothness": [4]}}}
+    b = copy.deepcopy(a)
+    b["studies"]["s"]["vary"] = {"model.init_stride": [[1.0, 1.0, 2.0, 2.0, 2.0]], "model.smoothness": [4.0]}
+    assert [r.run_id for r in resolve_runs(a)] == [r.run_id for r in resolve_runs(b)]
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["studies"]["smoothness"]["vary"].update({"model.smoothnes": [1]}),
+         r"studies\.smoothness: unknown key 'model\.smoothnes'; known keys: dataset\.name"),
+        (lambda c: c["studies"]["pooling"]["vary"].update({"variant": ["median"]}),
+         r"studies\.pooling: unknown variant 'median'; declared variants: strided"),
+        (lambda c: c["studies"]["pooling"]["vary"].update({"train.epochs": 3}),
+         r"studies\.pooling\.vary\.train\.epochs: expected a non-empty list"),
+        (lambda c: c["studies"]["pooling"]["vary"].update({"train.epochs": ["many"]}),
+         r"studies\.pooling .*train\.epochs: expected int, got 'many'"),
+    ],
+)
+def test_bad_studies_name_the_key(edit, message):
+    config = copy.deepcopy(DEMO)
+    edit(config)
+    with pytest.raises(ValueError, match=message):
+        resolve_runs(config)
+
+
+def test_runs_table_has_every_varied_key_for_every_run():
+    rows = runs_table(resolve_runs(DEMO))
+    columns = set(rows[0])
+    assert {"run_id", "name", "studies", "variant", "seed", "model.smoothness", "model.downsample_at"} <= columns
+    assert all(set(r) == columns for r in rows)
+    assert axis_value(["stem", "layer2"]) == "stem+layer2" and axis_value(4.0) == "4" and axis_value(0.5) == "0.5"
+
+
+def test_schema_file_is_generated_from_the_dataclasses():
+    written = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    assert written == SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False), (
+        "workflow/schemas/config.schema.yaml is stale: run `python -m hybrid.studies --schema > "
+        "workflow/schemas/config.schema.yaml`"
+    )
+    assert set(config_schema()["properties"]["variants"]["additionalProperties"]["propertyNames"]["enum"]) == set(known_keys())
+
+
+def test_the_readme_worked_example_adds_only_new_runs():
+    config = copy.deepcopy(PAPER)
+    config["studies"]["stride_lr"] = {
+        "fixed": {"train.recipe": "hybrid-paper"},
+        "vary": {"dataset.name": ["cifar10"], "variant": ["diffstride", "hybrid"], "train.stride_lr_mult": [0.1, 1.0, 10.0]},
+    }
+    before = {r.run_id for r in resolve_runs(PAPER)}
+    runs = resolve_runs(config)
+    new = {r.run_id for r in runs} - before
+    assert len(new) == 2 * 2 * 5  # two variants x two new multipliers x five seeds
+    reused = [r for r in runs if "stride_lr" in r.studies and r.run_id in before]
+    assert len(reused) == 2 * 5 and all("pooling" in r.studies for r in reused)
+    assert {axis_value(r.axes["train.stride_lr_mult"]) for r in runs if "stride_lr" in r.studies} == {"0.1", "1", "10"}

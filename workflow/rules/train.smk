@@ -1,0 +1,39 @@
+# One job per resolved run. A run's directory holds run.yaml (its whole resolved config),
+# then result.json and history.csv; its checkpoint (checkpoint.pt) is not a declared
+# output, so a failed or preempted job leaves it and the retry resumes from it.
+
+import yaml
+
+
+rule run_config:
+    output:
+        f"{RESULTS}/runs/{{run}}/run.yaml",
+    params:
+        config=lambda w: RUNS[w.run].config.to_dict(),
+    localrule: True
+    run:
+        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+
+
+rule train:
+    input:
+        config=f"{RESULTS}/runs/{{run}}/run.yaml",
+        data=data_ready,
+    output:
+        result=f"{RESULTS}/runs/{{run}}/result.json",
+        history=f"{RESULTS}/runs/{{run}}/history.csv",
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    threads: RESOURCES.get("cpus", 1)
+    resources:
+        runtime=RESOURCES.get("runtime_min", 60),
+        mem_mb=RESOURCES.get("mem_mb", 4000),
+        gpu=lambda w: RESOURCES.get("gpus", 0) if uses_gpu(RUNS[w.run]) else 0,
+    retries: RESOURCES.get("retries", 2)
+    group:
+        "train"
+    shell:
+        "{PYTHON} -m hybrid.train --run-config {input.config} --out {RESULTS}/runs/{wildcards.run}"
+        " --results-dir {RESULTS} --threads {threads} > {log} 2>&1"
