@@ -16,14 +16,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The whole study on the generated data set, on the CPU, ending in results/report.html.
 demo: $(STAMP)
-	$(PY) -m hybrid.summary --width 16
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m snakemake --cores all --configfile config/demo.yaml \
+		--report results/report.html --report-after-run
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/layers.py
+	$(PY) bench/train.py
+	$(PY) bench/dag.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,12 +1,14 @@
-# From result files to answers: the runs table, statistics, tables, figures.
+# From result files to answers: the runs table, then statistics in tables and figures,
+# each captioned for the report (workflow/report/). The analysis reads result files only.
 
 
 rule runs_csv:
     output:
         f"{RESULTS}/runs.csv",
     params:
-        # The resolved grid: the rule reruns whenever a run is added or removed.
-        runs=sorted(RUNS),
+        runs=sorted(RUNS),  # the resolved grid: rerun whenever a run is added or removed
+    log:
+        f"{RESULTS}/logs/runs_csv.log",
     localrule: True
     run:
         from hybrid.studies import write_runs_csv
@@ -14,5 +16,94 @@ rule runs_csv:
         write_runs_csv(list(RUNS.values()), output[0])
 
 
-def analysis_outputs():
-    return [f"{RESULTS}/runs.csv", *run_results()]
+rule workflow_config:
+    output:
+        f"{RESULTS}/config.yaml",
+    params:
+        config=config,  # rerun when the config changes
+    log:
+        f"{RESULTS}/logs/workflow_config.log",
+    localrule: True
+    run:
+        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+
+
+rule collect:
+    input:
+        runs=f"{RESULTS}/runs.csv",
+        results=run_results,
+        histories=run_histories,
+    output:
+        table=report(
+            f"{RESULTS}/runs_table.csv",
+            caption="../report/runs_table.rst",
+            category="6. Runs",
+            labels={"table": "every run"},
+        ),
+        history=f"{RESULTS}/history_table.csv",
+        status=f"{RESULTS}/run_status.csv",
+    params:
+        runs_dir=lambda w, input: Path(input.runs).parent / "runs",
+    log:
+        f"{RESULTS}/logs/collect.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m analysis.collect --runs {input.runs} --runs-dir {params.runs_dir} --out {output.table}"
+        " --history-out {output.history} --status-out {output.status} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        table=f"{RESULTS}/runs_table.csv",
+        config=f"{RESULTS}/config.yaml",
+    output:
+        [
+            report(
+                f"{RESULTS}/tables/{name}.csv",
+                caption=f"../report/table_{name if name in CAPTIONED else 'sweep'}.rst",
+                category=category,
+                labels={"table": name},
+            )
+            for name, category in TABLES.items()
+        ],
+        [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("md", "tex")],
+    params:
+        out=lambda w, output: Path(output[0]).parent,
+    log:
+        f"{RESULTS}/logs/tables.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m analysis.tables --runs-table {input.table} --config {input.config}"
+        " --out {params.out} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        table=f"{RESULTS}/runs_table.csv",
+        history=f"{RESULTS}/history_table.csv",
+        config=f"{RESULTS}/config.yaml",
+    output:
+        [
+            report(
+                f"{RESULTS}/figures/{name}.png",
+                caption=f"../report/figure_{name if name in CAPTIONED else 'sweep'}.rst",
+                category=category,
+                labels={"figure": name},
+            )
+            for name, category in FIGURES.items()
+        ],
+        [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+    params:
+        out=lambda w, output: Path(output[0]).parent,
+    log:
+        f"{RESULTS}/logs/figures.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m analysis.figures --runs-table {input.table} --history-table {input.history}"
+        " --config {input.config} --out {params.out} > {log} 2>&1"

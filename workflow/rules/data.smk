@@ -10,8 +10,10 @@ rule data:
     log:
         f"{RESULTS}/logs/data/{{data}}.log",
     localrule: True
+    conda:
+        "../../environment.yml"
     shell:
-        "{PYTHON} -m hybrid.data download {params.dataset.name} --root {params.dataset.root}"
+        "python -m hybrid.data download {params.dataset.name} --root {params.dataset.root}"
         " --synthetic-train {params.dataset.synthetic_train}"
         " --synthetic-test {params.dataset.synthetic_test}"
         " --synthetic-seed {params.dataset.synthetic_seed} > {log} 2>&1"

@@ -2,14 +2,13 @@
 # then result.json and history.csv; its checkpoint (checkpoint.pt) is not a declared
 # output, so a failed or preempted job leaves it and the retry resumes from it.
 
-import yaml
-
-
 rule run_config:
     output:
         f"{RESULTS}/runs/{{run}}/run.yaml",
     params:
         config=lambda w: RUNS[w.run].config.to_dict(),
+    log:
+        f"{RESULTS}/logs/run_config/{{run}}.log",
     localrule: True
     run:
         Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
@@ -34,6 +33,11 @@ rule train:
     retries: RESOURCES.get("retries", 2)
     group:
         "train"
+    params:
+        out=lambda w, output: Path(output.result).parent,
+        results=lambda w, output: Path(output.result).parents[2],
+    conda:
+        "../../environment.yml"
     shell:
-        "{PYTHON} -m hybrid.train --run-config {input.config} --out {RESULTS}/runs/{wildcards.run}"
-        " --results-dir {RESULTS} --threads {threads} > {log} 2>&1"
+        "python -m hybrid.train --run-config {input.config} --out {params.out}"
+        " --results-dir {params.results} --threads {threads} > {log} 2>&1"

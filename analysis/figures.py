@@ -1,0 +1,435 @@
+"""The reproduction's figures, sized for a paper's column (3.5 in wide, 7 pt text), as PNG
+(200 dpi) and PDF.
+
+    python -m analysis.figures --runs-table results/runs_table.csv \\
+        --history-table results/history_table.csv --config CONFIG.yaml --out results/figures
+
+writes, under --out, `<name>.png` and `<name>.pdf` for
+- `pooling_accuracy`: the metric per variant, every seed a point, mean and t 95% CI, one
+  panel per dataset (columns) and recipe (rows) of the pooling study;
+- `learning_curves`: mean test accuracy per epoch with its t 95% band, per variant;
+- `stride_trajectories`: each DiffStride layer's learned stride per epoch, mean over seeds;
+- `accuracy_flops`: mean accuracy (t 95% CI) against mean MFLOPs (± std) per variant;
+- one figure per entry of `sweeps`: accuracy against the level with a t 95% band when the
+  levels are numbers (e.g. `smoothness`), else a heatmap of mean accuracy, levels against
+  the sweep's other `by` column (e.g. `placement`: downsample_at x head_pool).
+A figure without data (its study has no runs, no history, no learned strides) is skipped
+with a printed note. Statistics come from analysis.stats; only completed runs are drawn,
+and a variant's tick label counts its diverged and missing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import yaml  # noqa: E402
+from scipy import stats as scipy_stats  # noqa: E402
+
+from analysis import stats  # noqa: E402
+from analysis.collect import (  # noqa: E402
+    DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table)
+from analysis.claims import (  # noqa: E402
+    analysis_settings, as_cell, completed_runs, paper_numbers)
+from analysis.tables import POOLING_STUDY, level_order  # noqa: E402
+
+COLUMN_WIDTH = 3.5  # inches; two columns or fewer per figure keep to it
+PANEL_HEIGHT = 1.8
+DPI = 200
+RC = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "xtick.labelsize": 7,
+      "ytick.labelsize": 7, "legend.fontsize": 7, "legend.title_fontsize": 7,
+      "axes.linewidth": 0.6, "lines.linewidth": 1.0, "lines.markersize": 3,
+      "xtick.major.width": 0.6, "ytick.major.width": 0.6, "pdf.fonttype": 42,
+      "savefig.dpi": DPI}
+
+
+@contextmanager
+def paper_style():
+    """Seaborn's ticks style with 7 pt text and embedded TrueType fonts in PDFs."""
+    with sns.axes_style("ticks"), plt.rc_context(RC):
+        yield
+
+
+def _values(table: pd.DataFrame, column: str) -> list:
+    """A column's values in order of first appearance, or [None] when the table lacks it."""
+    return list(pd.unique(table[column])) if column in table.columns else [None]
+
+
+def _where(table: pd.DataFrame, **values) -> pd.DataFrame:
+    mask = np.ones(len(table), dtype=bool)
+    for column, value in values.items():
+        if value is not None:
+            mask &= (table[column] == value).to_numpy()
+    return table[mask]
+
+
+def _grid(n_rows: int, n_cols: int, *, sharey: bool = False):
+    width = COLUMN_WIDTH if n_cols <= 2 else 2 * COLUMN_WIDTH
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, PANEL_HEIGHT * n_rows + 0.4),
+                             squeeze=False, layout="constrained", sharey=sharey)
+    return fig, axes
+
+
+def _title(*parts) -> str:
+    return " · ".join(str(p) for p in parts if p not in (None, ""))
+
+
+def _label_grid(axes, rows: Sequence, columns: Sequence, *, xlabel: str, ylabel: str) -> None:
+    """Column values as the top row's titles, row values above the first column's y label,
+    the x label on the bottom row only: short labels that fit a column's width."""
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            ax = axes[i, j]
+            ax.set_title(_title(column) if i == 0 else "")
+            ax.set_xlabel(xlabel if i == len(rows) - 1 else "")
+            row_label = _title(*row) if isinstance(row, tuple) else _title(row)
+            ax.set_ylabel("\n".join(filter(None, [row_label, ylabel])) if j == 0 else "")
+
+
+def _metric_label(metric: str) -> str:
+    return f"{metric.replace('_', ' ')} (%)"
+
+
+def palette(variants: Sequence[str]) -> dict[str, tuple]:
+    """One colour-blind-safe colour per variant, the same in every figure."""
+    return dict(zip(variants, sns.color_palette("colorblind", max(len(variants), 1))))
+
+
+def t_band(values: pd.Series) -> pd.Series:
+    """Mean and t 95% interval of the mean (NaN bounds below 2 values); for curves and bands."""
+    x = values.dropna().to_numpy(dtype=float)
+    mean = x.mean() if x.size else np.nan
+    half = (scipy_stats.t.ppf(0.5 + stats.CONFIDENCE / 2, x.size - 1) * x.std(ddof=1)
+            / np.sqrt(x.size)) if x.size > 1 else np.nan
+    return pd.Series({"mean": mean, "low": mean - half, "high": mean + half, "n": x.size})
+
+
+def _legend(fig, ncol: int = 3) -> None:
+    """One legend below the panels, each label once."""
+    unique = {}
+    for ax in fig.axes:
+        handles, labels = ax.get_legend_handles_labels()
+        unique.update({label: h for h, label in zip(handles, labels) if label not in unique})
+    if unique:
+        fig.legend(unique.values(), unique.keys(), loc="outside lower center", ncol=ncol,
+                   frameon=False, handlelength=1.5, columnspacing=1.0)
+
+
+def _tick_label(variant: str, cell: pd.Series) -> str:
+    """The variant, and below it the runs it lost: diverged, and missing (or corrupt)."""
+    diverged = int(cell["n_diverged"])
+    missing = int(cell["n_excluded"]) - diverged
+    lost = [f"{diverged} div."] * bool(diverged) + [f"{missing} missing"] * bool(missing)
+    return f"{variant}\n({', '.join(lost)})" if lost else variant
+
+
+def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
+                   metric: str = "test_accuracy",
+                   config: Mapping | None = None) -> plt.Figure | None:
+    """The metric (%) per variant: every completed seed a point, the mean with its t 95% CI
+    in black; panels per dataset (columns) and recipe (rows). With the workflow `config`, the
+    paper's single runs (red x) and the official reference numbers (grey square) of the
+    study's comparisons stand beside the variants they name."""
+    runs = in_study(runs_table, study)
+    if VARIANT not in runs.columns or completed_runs(runs, metric).empty:
+        return None
+    paper, reference = paper_numbers(config or {}, study)
+    marks = ((paper, dict(marker="x", color="tab:red", label="paper (single run)")),
+             (reference, dict(marker="s", facecolors="none", edgecolors="0.4",
+                              label="official DiffStride")))
+    colours = palette(_values(runs_table, VARIANT))
+    recipes, datasets = _values(runs, RECIPE), _values(runs, DATASET)
+    rng = np.random.default_rng(0)  # jitter: the same figure from the same runs
+    with paper_style():
+        fig, axes = _grid(len(recipes), len(datasets))
+        panels = [(i, recipe, j, dataset) for i, recipe in enumerate(recipes)
+                  for j, dataset in enumerate(datasets)]
+        for i, recipe, j, dataset in panels:
+            ax, panel = axes[i, j], _where(runs, **{RECIPE: recipe, DATASET: dataset})
+            variants = _values(panel, VARIANT)
+            summary = stats.summarise(panel, VARIANT, metric).set_index(VARIANT)
+            for x, variant in enumerate(variants):
+                done = completed_runs(_where(panel, **{VARIANT: variant}), metric)[metric] * 100
+                ax.scatter(x + rng.uniform(-0.15, 0.15, len(done)), done, s=6, alpha=0.6,
+                           color=colours[variant], linewidths=0)
+                cell = summary.loc[variant]
+                low, high = cell["t_ci_low"] * 100, cell["t_ci_high"] * 100
+                mean = cell["mean"] * 100
+                yerr = [[mean - low], [high - mean]] if np.isfinite(low) else None
+                ax.errorbar(x, mean, yerr=yerr, fmt="D", color="black", ms=3, capsize=2,
+                            elinewidth=0.8, zorder=3, label="mean, 95% CI")
+                for numbers, style in marks:
+                    if (dataset, variant) in numbers:
+                        ax.scatter(x + 0.3, numbers[(dataset, variant)] * 100, s=12,
+                                   linewidths=0.8, zorder=4, **style)
+            labels = [_tick_label(v, summary.loc[v]) for v in variants]
+            ax.set_xticks(range(len(variants)), labels, rotation=45, ha="right")
+        _label_grid(axes, recipes, datasets, xlabel="", ylabel=_metric_label(metric))
+        sns.despine(fig)
+        _legend(fig)
+    return fig
+
+
+def sweep_figure(runs_table: pd.DataFrame, spec: Mapping, *,
+                 metric: str = "test_accuracy") -> plt.Figure | None:
+    """A sweep: with numeric levels, the metric against the level (mean, t 95% band, seeds
+    as faint points, the default dotted), one line per value of the sweep's other `by`
+    columns; otherwise a heatmap of the mean, levels against those values. One panel per
+    dataset."""
+    runs = in_study(runs_table, spec["study"])
+    axis = spec["axis"]
+    if axis not in runs.columns or completed_runs(runs, metric).empty:
+        return None
+    hue_columns = [c for c in spec.get("by") or [] if c != DATASET and c in runs.columns]
+    runs = runs.assign(_hue=runs[hue_columns].astype(str).agg(" · ".join, axis=1)
+                       if hue_columns else "all")
+    levels = level_order(pd.unique(runs[axis]))
+    try:
+        positions = {level: float(level) for level in levels}
+    except ValueError:
+        return _sweep_heatmap(runs, spec, levels, metric)
+    datasets = _values(runs, DATASET)
+    hues = list(pd.unique(runs["_hue"]))
+    # the variants keep the colours they have in the other figures
+    colours = palette(_values(runs_table, VARIANT) if hue_columns == [VARIANT] else hues)
+    with paper_style():
+        fig, axes = _grid(1, len(datasets))
+        for j, dataset in enumerate(datasets):
+            ax, panel = axes[0, j], completed_runs(_where(runs, **{DATASET: dataset}), metric)
+            for hue in hues:
+                done = panel[panel["_hue"] == hue]
+                if done.empty:
+                    continue
+                x = done[axis].map(positions)
+                ax.scatter(x, done[metric] * 100, s=4, alpha=0.3, color=colours[hue],
+                           linewidths=0)
+                band = done[metric].groupby(x).apply(t_band).unstack().sort_index() * 100
+                ax.plot(band.index, band["mean"], marker="o", color=colours[hue], label=hue)
+                ax.fill_between(band.index, band["low"], band["high"], color=colours[hue],
+                                alpha=0.2, linewidth=0)
+            values = sorted(positions.values())
+            if values[0] > 0 and values[-1] / values[0] >= 8:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [format(v, "g") for v in values])
+            ax.minorticks_off()
+            default = positions.get(as_cell(spec["default"]))
+            if default is not None:
+                ax.axvline(default, color="0.5", linestyle=":", linewidth=0.8)
+            ax.set_xlabel(axis)
+            ax.set_ylabel(_metric_label(metric) if j == 0 else "")
+            ax.set_title(_title(dataset))
+        sns.despine(fig)
+        _legend(fig)
+    return fig
+
+
+def _sweep_heatmap(runs: pd.DataFrame, spec: Mapping, levels: list[str],
+                   metric: str) -> plt.Figure:
+    datasets = _values(runs, DATASET)
+    hues = list(pd.unique(runs["_hue"]))
+    with paper_style():
+        fig, axes = _grid(1, len(datasets), sharey=True)
+        for j, dataset in enumerate(datasets):
+            ax = axes[0, j]
+            done = completed_runs(_where(runs, **{DATASET: dataset}), metric)
+            means = (done.groupby([spec["axis"], "_hue"])[metric].mean().unstack("_hue")
+                     .reindex(index=levels, columns=hues) * 100)
+            sns.heatmap(means, ax=ax, annot=True, fmt=".1f", cmap="viridis", cbar=False,
+                        annot_kws={"size": 7}, linewidths=0.5, linecolor="white")
+            ax.set_title(_title(dataset))
+            ax.set_xlabel(" · ".join(c for c in spec.get("by") or [] if c != DATASET))
+            ax.set_ylabel(spec["axis"] if j == 0 else "")
+            ax.tick_params(length=0)
+            ax.tick_params(axis="y", labelrotation=0)
+            if j:
+                ax.tick_params(labelleft=False)
+        fig.suptitle(f"mean {metric.replace('_', ' ')} (%)", fontsize=7)
+    return fig
+
+
+def _history_of(runs_table: pd.DataFrame, history_table: pd.DataFrame, study: str,
+                metric: str) -> pd.DataFrame:
+    """The epochs of the study's completed runs, with recipe, dataset and variant."""
+    runs = completed_runs(in_study(runs_table, study), metric)
+    keys = ["run_id", *[c for c in (RECIPE, DATASET, VARIANT) if c in runs.columns]]
+    return history_table.merge(runs[keys], on="run_id", how="inner")
+
+
+def learning_curves_figure(runs_table: pd.DataFrame, history_table: pd.DataFrame, *,
+                           study: str = POOLING_STUDY,
+                           metric: str = "test_accuracy") -> plt.Figure | None:
+    """Mean `metric` per epoch with its t 95% band over seeds, one line per variant; panels
+    per dataset (columns) and recipe (rows). Completed runs only."""
+    history = _history_of(runs_table, history_table, study, metric)
+    if history.empty or metric not in history.columns or VARIANT not in history.columns:
+        return None
+    colours = palette(_values(runs_table, VARIANT))
+    recipes, datasets = _values(history, RECIPE), _values(history, DATASET)
+    with paper_style():
+        fig, axes = _grid(len(recipes), len(datasets))
+        for i, recipe in enumerate(recipes):
+            for j, dataset in enumerate(datasets):
+                ax = axes[i, j]
+                panel = _where(history, **{RECIPE: recipe, DATASET: dataset})
+                for variant in _values(panel, VARIANT):
+                    curve = (panel[panel[VARIANT] == variant].groupby("epoch")[metric]
+                             .apply(t_band).unstack() * 100)
+                    ax.plot(curve.index, curve["mean"], color=colours[variant], label=variant)
+                    ax.fill_between(curve.index, curve["low"], curve["high"],
+                                    color=colours[variant], alpha=0.2, linewidth=0)
+        _label_grid(axes, recipes, datasets, xlabel="epoch", ylabel=_metric_label(metric))
+        sns.despine(fig)
+        _legend(fig)
+    return fig
+
+
+def stride_figure(runs_table: pd.DataFrame, history_table: pd.DataFrame, *,
+                  study: str = POOLING_STUDY,
+                  metric: str = "test_accuracy") -> plt.Figure | None:
+    """Each learned stride (history columns `stride/<layer>/<v|h>`) per epoch, mean over the
+    seeds of completed runs: colour per layer, solid vertical, dashed horizontal; panels per
+    dataset (columns) and recipe x variant (rows)."""
+    history = _history_of(runs_table, history_table, study, metric)
+    stride_columns = [c for c in history.columns if c.startswith("stride/")]
+    if history.empty or not stride_columns:
+        return None
+    keys = [c for c in (RECIPE, DATASET, VARIANT) if c in history.columns]
+    long = (history.melt(id_vars=["epoch", *keys], value_vars=stride_columns,
+                         var_name="column", value_name="stride").dropna(subset=["stride"]))
+    long[["layer", "dim"]] = long["column"].str.extract(r"^stride/(.+)/([vh])$")
+    mean = long.groupby([*keys, "layer", "dim", "epoch"], dropna=False)["stride"].mean()
+    mean = mean.reset_index()
+    rows = long[[c for c in (RECIPE, VARIANT) if c in keys]].drop_duplicates()
+    rows = rows.to_dict("records") if not rows.empty else [{}]
+    datasets = _values(long, DATASET)
+    layers = list(pd.unique(long["layer"]))  # in the model's order, as history.csv has them
+    colours = palette(layers)
+    with paper_style():
+        fig, axes = _grid(len(rows), len(datasets), sharey=True)
+        for i, row in enumerate(rows):
+            for j, dataset in enumerate(datasets):
+                ax = axes[i, j]
+                panel = _where(mean, **row, **{DATASET: dataset})
+                for layer, dim in [(layer, dim) for layer in layers for dim in "vh"]:
+                    curve = panel[(panel["layer"] == layer) & (panel["dim"] == dim)]
+                    if curve.empty:
+                        continue
+                    ax.plot(curve["epoch"], curve["stride"], color=colours[layer],
+                            linestyle="-" if dim == "v" else "--",
+                            label=f"{layer} ({'vertical' if dim == 'v' else 'horizontal'})")
+        _label_grid(axes, [tuple(row.values()) for row in rows], datasets, xlabel="epoch",
+                    ylabel="learned stride")
+        sns.despine(fig)
+        _legend(fig, ncol=2)
+    return fig
+
+
+def flops_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
+                 metric: str = "test_accuracy") -> plt.Figure | None:
+    """Per variant, mean `metric` (t 95% CI) against mean MFLOPs per image at the final
+    strides (± std over seeds); panels per dataset (columns) and recipe (rows)."""
+    runs = completed_runs(in_study(runs_table, study), metric)
+    if runs.empty or "flops" not in runs.columns or runs["flops"].isna().all():
+        return None
+    colours = palette(_values(runs_table, VARIANT))
+    recipes, datasets = _values(runs, RECIPE), _values(runs, DATASET)
+    with paper_style():
+        fig, axes = _grid(len(recipes), len(datasets))
+        for i, recipe in enumerate(recipes):
+            for j, dataset in enumerate(datasets):
+                ax = axes[i, j]
+                panel = _where(runs, **{RECIPE: recipe, DATASET: dataset})
+                for variant in _values(panel, VARIANT):
+                    cell = panel[panel[VARIANT] == variant]
+                    acc, flops = t_band(cell[metric]) * 100, cell["flops"] / 1e6
+                    yerr = ([[acc["mean"] - acc["low"]], [acc["high"] - acc["mean"]]]
+                            if np.isfinite(acc["low"]) else None)
+                    xerr = flops.std() if len(flops.dropna()) > 1 else None
+                    ax.errorbar(flops.mean(), acc["mean"], xerr=xerr, yerr=yerr, fmt="o",
+                                color=colours[variant], ms=4, capsize=2, elinewidth=0.8,
+                                label=variant)
+        _label_grid(axes, recipes, datasets, xlabel="MFLOPs per image",
+                    ylabel=_metric_label(metric))
+        sns.despine(fig)
+        _legend(fig)
+    return fig
+
+
+def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
+    """`stem`.png (200 dpi) and `stem`.pdf; the figure is closed afterwards."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    with paper_style():
+        for path in paths:
+            fig.savefig(path, dpi=DPI, metadata={"Software": None} if path.suffix == ".png"
+                        else {"Creator": None, "Producer": None, "CreationDate": None})
+    plt.close(fig)
+    return paths
+
+
+def placeholder_figure(message: str):
+    """A small figure that says why there is nothing to show."""
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=8)
+    return fig
+
+
+def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: Mapping,
+                 out: str | Path, *, pooling_study: str = POOLING_STUDY) -> dict[str, list[Path]]:
+    """Every figure, saved under `out`; a placeholder (and a note) where there is no data."""
+    _, _, metric = analysis_settings(config)
+    builders = {
+        "pooling_accuracy": lambda: pooling_figure(runs_table, study=pooling_study,
+                                                   metric=metric, config=config),
+        "learning_curves": lambda: learning_curves_figure(runs_table, history_table,
+                                                          study=pooling_study, metric=metric),
+        "stride_trajectories": lambda: stride_figure(runs_table, history_table,
+                                                     study=pooling_study, metric=metric),
+        "accuracy_flops": lambda: flops_figure(runs_table, study=pooling_study, metric=metric),
+    }
+    for name, spec in (config.get("sweeps") or {}).items():
+        builders[name] = lambda spec=spec: sweep_figure(runs_table, spec, metric=metric)
+    written = {}
+    for name, build in builders.items():
+        fig = build()
+        if fig is None:  # keep the file (the workflow declares it) and say why it is empty
+            print(f"note: no data for figure {name!r}; wrote a placeholder")
+            fig = placeholder_figure(f"{name}: no completed runs to plot")
+        written[name] = save_figure(fig, Path(out) / name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-table", required=True, type=Path,
+                        help="runs_table.csv from analysis.collect")
+    parser.add_argument("--history-table", required=True, type=Path,
+                        help="history_table.csv from analysis.collect")
+    parser.add_argument("--config", required=True, type=Path, help="the workflow config YAML")
+    parser.add_argument("--out", required=True, type=Path, help="directory for the figures")
+    parser.add_argument("--pooling-study", default=POOLING_STUDY,
+                        help=f"study of the per-variant figures (default {POOLING_STUDY})")
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(args.config.read_text()) or {}
+    written = make_figures(read_runs_table(args.runs_table),
+                           read_history_table(args.history_table), config, args.out,
+                           pooling_study=args.pooling_study)
+    print(f"wrote {len(written)} figures to {args.out}: {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""analysis.tables on planted run tables: known effects and noise, drawn from a fixed seed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from statsmodels.stats.multitest import multipletests
+
+from analysis import stats
+from analysis.tables import (
+    CLAIM_COLUMNS,
+    claims_table,
+    main,
+    pooling_table,
+    sweep_table,
+    to_markdown,
+    write_table,
+)
+
+N, SD = 10, 0.005
+CONFIG = {
+    "analysis": {"alpha": 0.05, "correction": "holm", "metric": "test_accuracy"},
+    "comparisons": {"hybrid_vs_diffstride": {
+        "study": "pooling", "treatment": {"variant": "hybrid"},
+        "control": {"variant": "diffstride"}, "by": ["dataset.name", "train.recipe"],
+        "paper": {"cifar10": {"treatment": 0.9334, "control": 0.924},
+                  "cifar100": {"treatment": 0.7382, "control": 0.706}},
+        "reference": {"source": "official DiffStride README",
+                      "cifar10": {"strided": 0.9106, "spectral": 0.9349, "diffstride": 0.9420},
+                      "cifar100": {"strided": 0.6575, "spectral": 0.7286,
+                                   "diffstride": 0.7608}}}},
+    "sweeps": {
+        "smoothness": {"study": "smoothness", "axis": "model.smoothness", "default": 4.0,  # "4" in runs.csv
+                       "by": ["dataset.name", "variant"]},
+        "placement": {"study": "placement", "axis": "model.downsample_at",
+                      "default": ["stem", "layer2"], "by": ["dataset.name"]}},
+}
+
+
+def planted(cells: list[dict], n: int = N, seed: int = 0) -> pd.DataFrame:
+    """n completed runs per cell, accuracy = cell's `acc` + N(0, SD); the other keys are
+    run-table columns (config values as strings, as runs.csv has them)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cell in cells:
+        axes = {k: v for k, v in cell.items() if k != "acc"}
+        for s in range(n):
+            rows.append({"run_id": f"{len(rows):016x}", "studies": "pooling", "variant": "",
+                         "dataset.name": "cifar10", "train.recipe": "hybrid-paper",
+                         **axes, "seed": s, "status": "completed",
+                         "test_accuracy": cell["acc"] + rng.normal(0, SD),
+                         "params": 11e6, "flops": 5.5e8 + rng.normal(0, 1e6),
+                         "train_time_s": 3600.0, "images_per_s": 5000.0})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def pooling_runs() -> pd.DataFrame:
+    """cifar10: hybrid +2 points over diffstride (claim +0.94); cifar100: no effect (claim
+    +3.22); synthetic: +2 points but no paper number; plus a strided baseline."""
+    cells = [{"dataset.name": d, "variant": v, "acc": base + gain}
+             for d, base, gain in (("cifar10", 0.92, 0.02), ("cifar100", 0.70, 0.0),
+                                   ("synthetic", 0.5, 0.02))
+             for v, gain in (("strided", -0.01), ("diffstride", 0.0), ("hybrid", gain))]
+    runs = planted(cells)
+    diverged = runs.index[(runs["variant"] == "hybrid") & (runs["dataset.name"] == "cifar100")]
+    runs.loc[diverged[:1], ["status", "test_accuracy"]] = ["diverged", np.nan]
+    return runs
+
+
+def test_claims_table_columns_verdicts_and_paper_numbers(pooling_runs):
+    table = claims_table(pooling_runs, CONFIG).set_index("dataset", drop=False)
+    assert list(table.columns[:12]) == list(CLAIM_COLUMNS)
+    assert list(table.index) == ["cifar10", "cifar100", "synthetic"]
+    assert table["verdict"].to_dict() == {"cifar10": "reproduced", "cifar100": "contradicted",
+                                          "synthetic": "inconclusive"}
+    assert table.loc["cifar10", "paper_value"] == 0.9334
+    assert table.loc["cifar10", "paper_delta"] == pytest.approx(0.9334 - 0.924)
+    assert table.loc["cifar100", "paper_delta"] == pytest.approx(0.7382 - 0.706)
+    assert table.loc["cifar10", "reference_control"] == 0.9420
+    assert table.loc["cifar100", "paper_control"] == 0.706
+    assert np.isnan(table.loc["synthetic", "paper_delta"])
+    assert "no paper number for synthetic" in table.loc["synthetic", "note"]
+    assert (table["claim"] == "hybrid_vs_diffstride").all()
+    assert (table["recipe"] == "hybrid-paper").all()
+
+
+def test_claims_arm_statistics_match_the_runs(pooling_runs):
+    table = claims_table(pooling_runs, CONFIG).set_index("dataset")
+    for dataset in table.index:
+        arm = pooling_runs[(pooling_runs["dataset.name"] == dataset)
+                           & (pooling_runs["variant"] == "hybrid")
+                           & (pooling_runs["status"] == "completed")]["test_accuracy"]
+        control = pooling_runs[(pooling_runs["dataset.name"] == dataset)
+                               & (pooling_runs["variant"] == "diffstride")]["test_accuracy"]
+        row = table.loc[dataset]
+        assert (row["n"], row["mean"], row["std"]) == (
+            len(arm), pytest.approx(arm.mean()), pytest.approx(arm.std(ddof=1)))
+        assert row["delta"] == pytest.approx(arm.mean() - control.mean())
+        assert row["ci_low"] < row["delta"] < row["ci_high"]
+    assert (table.loc["cifar100", "n"], table.loc["cifar100", "n_diverged"]) == (N - 1, 1)
+    assert table.loc["cifar10", "delta"] == pytest.approx(0.02, abs=0.005)
+
+
+def test_claims_p_is_adjusted_across_all_rows(pooling_runs):
+    table = claims_table(pooling_runs, CONFIG)
+    expected = multipletests(table["welch_p"], method="holm")[1]
+    np.testing.assert_allclose(table["p_holm"], expected)
+    fdr = {**CONFIG, "analysis": {**CONFIG["analysis"], "correction": "fdr_bh"}}
+    table = claims_table(pooling_runs, fdr)
+    assert "p_holm" not in table.columns and table.columns[10] == "p_fdr_bh"
+    np.testing.assert_allclose(table["p_fdr_bh"],
+                               multipletests(table["welch_p"], method="fdr_bh")[1])
+
+
+def test_claims_with_an_arm_without_runs_is_inconclusive(pooling_runs):
+    runs = pooling_runs[~((pooling_runs["variant"] == "hybrid")
+                          & (pooling_runs["dataset.name"] == "cifar100"))]
+    table = claims_table(runs, CONFIG).set_index("dataset")
+    assert table.loc["cifar100", "verdict"] == "inconclusive"
+    assert table.loc["cifar100", "n"] == 0
+    assert "treatment has no runs" in table.loc["cifar100", "note"]
+    assert table.loc["cifar10", "verdict"] == "reproduced"
+
+
+def test_pooling_table_per_variant(pooling_runs):
+    table = pooling_table(pooling_runs, CONFIG).set_index(["dataset", "variant"])
+    assert list(table.index.get_level_values("variant")[:3]) == ["strided", "diffstride",
+                                                                 "hybrid"]
+    row = table.loc[("cifar10", "hybrid")]
+    assert row["paper"] == 0.9334 and np.isnan(row["reference"])
+    assert table.loc[("cifar10", "diffstride"), "paper"] == 0.924
+    assert table.loc[("cifar100", "strided"), "reference"] == 0.6575
+    assert row["n"] == N and row["mflops"] == pytest.approx(550, abs=1)
+    assert row["train_time_h"] == 1.0
+    assert row["accuracy_pct"] == f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}"
+    assert table.loc[("cifar100", "hybrid"), ["n", "n_diverged"]].tolist() == [N - 1, 1]
+
+
+def smoothness_runs() -> pd.DataFrame:
+    levels = {"1": 0.0, "2": 0.0, "4": 0.0, "16": -0.02}
+    cells = [{"model.smoothness": r, "variant": v, "acc": 0.9 + gain}
+             for r, gain in levels.items() for v in ("diffstride", "hybrid")]
+    return planted(cells, n=5).assign(studies="smoothness")
+
+
+def test_sweep_table_levels_deltas_and_tests():
+    runs = smoothness_runs()
+    spec = CONFIG["sweeps"]["smoothness"]
+    table = sweep_table(runs, spec)
+    hybrid = table[table["variant"] == "hybrid"].set_index("model.smoothness")
+    assert list(hybrid.index) == ["1", "2", "4", "16"]  # numeric order
+    assert hybrid.loc["4", "default"] and hybrid.loc["4", "delta"] == 0.0
+    assert np.isnan(hybrid.loc["4", "p_holm"])
+    expected = stats.sweep(runs[runs["variant"] == "hybrid"], "model.smoothness", "4")
+    pairwise = expected["pairwise"].set_index("model.smoothness")
+    np.testing.assert_allclose(hybrid.loc[pairwise.index, "p_holm"], pairwise["p_adjusted"])
+    np.testing.assert_allclose(hybrid.loc[pairwise.index, "delta"], pairwise["delta"])
+    assert (hybrid["kruskal_p"] == expected["kruskal_p"]).all()
+    assert hybrid.loc["16", "delta"] < -0.01 and hybrid.loc["16", "p_holm"] < 0.05
+    assert (hybrid["n"] == 5).all() and (table["note"] == "").all()
+
+
+def test_sweep_without_completed_default_gets_a_note():
+    runs = smoothness_runs()
+    runs.loc[runs["model.smoothness"] == "4", "status"] = "diverged"
+    table = sweep_table(runs, CONFIG["sweeps"]["smoothness"])
+    assert table["note"].str.contains("has no completed runs").all()
+    assert table["delta"].isna().all()
+    assert table.loc[table["model.smoothness"] == "4", "n_diverged"].tolist() == [5, 5]
+
+
+def test_write_table_gives_csv_markdown_and_booktabs(tmp_path):
+    df = pd.DataFrame({"model.head_pool": ["none", "spectral_50%"], "mean": [0.93341, np.nan],
+                       "n": [10, 3], "accuracy_pct": ["93.34 ± 0.12", "n/a"]})
+    paths = write_table(df, tmp_path / "sub" / "demo", columns=["model.head_pool", "mean"],
+                        note="a note")
+    assert [p.name for p in paths] == ["demo.csv", "demo.md", "demo.tex"]
+    pd.testing.assert_frame_equal(pd.read_csv(paths[0]), df.replace("n/a", np.nan),
+                                  check_dtype=False)
+    tex = paths[2].read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lr}"):
+        assert rule in tex
+    assert r"spectral\_50\%" in tex and r"model.head\_pool" in tex and "% a note" in tex
+    md = paths[1].read_text().splitlines()
+    assert md[:4] == ["| model.head_pool | mean |", "| --- | ---: |", "| none | 0.9334 |",
+                      "| spectral_50% | n/a |"]
+    assert md[-1] == "a note"
+    assert r"93.34 $\pm$ 0.12" in write_table(df, tmp_path / "all")[2].read_text()
+    assert "a\\|b" in to_markdown(pd.DataFrame({"x": ["a|b"]}))
+
+
+def test_cli_writes_every_table_and_notes_skipped_studies(tmp_path, pooling_runs, capsys):
+    runs = pd.concat([pooling_runs, smoothness_runs()], ignore_index=True)
+    runs["model.smoothness"] = runs["model.smoothness"].fillna("4")
+    runs["model.downsample_at"] = "stem+layer2"
+    runs.loc[3, "status"] = "missing"
+    runs.to_csv(tmp_path / "runs_table.csv", index=False)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    main(["--runs-table", str(tmp_path / "runs_table.csv"), "--config",
+          str(tmp_path / "config.yaml"), "--out", str(tmp_path / "tables")])
+    out = capsys.readouterr().out
+    assert "no run belongs to study 'placement'; sweep table 'placement' skipped" in out
+    for name in ("claims", "pooling", "smoothness", "status"):
+        for suffix in (".csv", ".md", ".tex"):
+            assert (tmp_path / "tables" / f"{name}{suffix}").stat().st_size > 0
+    assert not (tmp_path / "tables" / "placement.csv").exists()
+    claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
+    assert list(claims.columns[:12]) == list(CLAIM_COLUMNS)
+    assert "Verdict rule" in (tmp_path / "tables" / "claims.md").read_text()
+    status = pd.read_csv(tmp_path / "tables" / "status.csv").set_index(["study", "dataset"])
+    assert status.loc[("pooling", "cifar10"), ["completed", "missing"]].tolist() == [29, 1]

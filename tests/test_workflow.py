@@ -1,0 +1,110 @@
+"""The Snakemake workflow for real: a tiny study through every rule, reruns, config errors."""
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = yaml.safe_load((ROOT / "tests" / "workflow" / "tiny.yaml").read_text())
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(path), "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    done = snakemake(workdir, TINY, "--report", "results/report.html", "--report-after-run")
+    assert done.returncode == 0, done.stderr[-4000:]
+    return workdir
+
+
+def test_every_rule_runs_and_the_report_is_written(finished):
+    results = finished / "results"
+    runs = pd.read_csv(results / "runs.csv")
+    assert len(runs) == 8  # 3 pooling variants + 2 smoothness levels, minus the shared run, x 2 seeds
+    assert runs["studies"].str.contains("pooling;smoothness").sum() == 2
+    for run_id in runs["run_id"]:
+        assert (results / "runs" / run_id / "result.json").exists()
+        assert (results / "runs" / run_id / "run.yaml").exists()
+        assert (results / "logs" / "train" / f"{run_id}.log").exists()
+    table = pd.read_csv(results / "runs_table.csv")
+    assert set(table["status"]) == {"completed"}
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    assert list(claims.columns[:12]) == ["claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n",
+                                         "delta", "ci_low", "ci_high", "p_holm", "verdict"]
+    for name in ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops", "smoothness"):
+        assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+    report = (results / "report.html").read_text()
+    assert "Claims" in report and "smoothness" in report
+    assert (results / "mlflow.db").exists()
+
+
+def test_a_finished_study_is_not_retrained(finished):
+    dry = snakemake(finished, TINY, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_a_new_level_trains_only_the_new_runs(finished):
+    config = copy.deepcopy(TINY)
+    config["studies"]["smoothness"]["vary"]["model.smoothness"].append(8)
+    dry = snakemake(finished, config, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    counts = job_counts(dry.stdout)
+    assert counts["train"] == 2  # R = 8, two seeds
+    assert counts["run_config"] == 2
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c["base"]["train"].update(epochz=1), "epochz"),
+        (lambda c: c["studies"]["pooling"]["vary"].update({"model.smoothnes": [1]}), "model.smoothnes"),
+        (lambda c: c["analysis"].update(correction="bonferroni") if "analysis" in c else c.update(analysis={"correction": "bonferroni"}), "bonferroni"),
+    ],
+)
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, message):
+    config = copy.deepcopy(TINY)
+    edit(config)
+    failed = snakemake(tmp_path, config, "-n")
+    assert failed.returncode != 0
+    assert message in failed.stdout + failed.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_paper_study_plans_every_run():
+    paper = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    from hybrid.studies import resolve_runs
+
+    assert job_counts(dry.stdout)["train"] == len(resolve_runs(paper)) == 320
+
+
+def test_lint_is_clean():
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", "tests/workflow/tiny.yaml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
