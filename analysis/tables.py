@@ -22,6 +22,7 @@ precision; the .md and .tex files show the columns a reader needs.
 from __future__ import annotations
 
 import argparse
+import html
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -204,17 +205,35 @@ def to_latex(df: pd.DataFrame) -> str:
 
 def write_table(df: pd.DataFrame, stem: str | Path, *, columns: Sequence[str] | None = None,
                 note: str | None = None) -> list[Path]:
-    """Write `stem`.csv (every column, full precision), `stem`.md and `stem`.tex (`columns`
-    only, if given, and `note` below the table: a paragraph, a LaTeX comment)."""
+    """Write `stem`.csv (every column, full precision), `stem`.md, `stem`.tex and
+    `stem`.html (`columns` only, if given, and `note` below the table: a paragraph, a LaTeX
+    comment). The HTML page is what the Snakemake report shows."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     shown = df[[c for c in columns if c in df.columns]] if columns else df
-    paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
+    paths = [stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html")]
     df.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(shown) + (f"\n{note}\n" if note else ""))
     comment = "".join(f"% {line}\n" for line in (note or "").splitlines())
     paths[2].write_text(to_latex(shown) + comment)
+    paths[3].write_text(to_html(shown, stem.name, note))
     return paths
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;font-size:13px;margin:12px;color:#222}"
+    "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;white-space:nowrap}"
+    "th{border-bottom:1px solid #444;text-align:center}tr:nth-child(even){background:#f4f5f7}"
+    "td:first-child,th:first-child{text-align:left}p{max-width:60em;line-height:1.4}"
+)
+
+
+def to_html(df: pd.DataFrame, title: str, note: str | None = None) -> str:
+    """A standalone page: the table as the Markdown shows it, and the note below."""
+    table = df.map(format_cell).to_html(index=False, border=0, escape=True)
+    note_html = f"<p>{html.escape(note)}</p>" if note else ""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>{table}{note_html}</body></html>\n")
 
 
 def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,

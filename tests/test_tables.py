@@ -175,7 +175,7 @@ def test_write_table_gives_csv_markdown_and_booktabs(tmp_path):
                        "n": [10, 3], "accuracy_pct": ["93.34 ± 0.12", "n/a"]})
     paths = write_table(df, tmp_path / "sub" / "demo", columns=["model.head_pool", "mean"],
                         note="a note")
-    assert [p.name for p in paths] == ["demo.csv", "demo.md", "demo.tex"]
+    assert [p.name for p in paths] == ["demo.csv", "demo.md", "demo.tex", "demo.html"]
     pd.testing.assert_frame_equal(pd.read_csv(paths[0]), df.replace("n/a", np.nan),
                                   check_dtype=False)
     tex = paths[2].read_text()
@@ -186,6 +186,8 @@ def test_write_table_gives_csv_markdown_and_booktabs(tmp_path):
     assert md[:4] == ["| model.head_pool | mean |", "| --- | ---: |", "| none | 0.9334 |",
                       "| spectral_50% | n/a |"]
     assert md[-1] == "a note"
+    page = paths[3].read_text()  # what the report shows: the same cells, the note below
+    assert page.startswith("<!DOCTYPE html>") and "<td>spectral_50%</td>" in page and "<p>a note</p>" in page
     assert r"93.34 $\pm$ 0.12" in write_table(df, tmp_path / "all")[2].read_text()
     assert "a\\|b" in to_markdown(pd.DataFrame({"x": ["a|b"]}))
 
@@ -202,7 +204,7 @@ def test_cli_writes_every_table_and_notes_skipped_studies(tmp_path, pooling_runs
     out = capsys.readouterr().out
     assert "no run belongs to study 'placement'; sweep table 'placement' skipped" in out
     for name in ("claims", "pooling", "smoothness", "status"):
-        for suffix in (".csv", ".md", ".tex"):
+        for suffix in (".csv", ".md", ".tex", ".html"):
             assert (tmp_path / "tables" / f"{name}{suffix}").stat().st_size > 0
     assert not (tmp_path / "tables" / "placement.csv").exists()
     claims = pd.read_csv(tmp_path / "tables" / "claims.csv")

@@ -38,7 +38,7 @@ rule collect:
             f"{RESULTS}/runs_table.csv",
             caption="../report/runs_table.rst",
             category="6. Runs",
-            labels={"table": "every run"},
+            labels={"name": "runs_table", "type": "table (CSV)"},
         ),
         history=f"{RESULTS}/history_table.csv",
         status=f"{RESULTS}/run_status.csv",
@@ -61,14 +61,14 @@ rule tables:
     output:
         [
             report(
-                f"{RESULTS}/tables/{name}.csv",
+                f"{RESULTS}/tables/{name}.html",
                 caption=f"../report/table_{name if name in CAPTIONED else 'sweep'}.rst",
                 category=category,
-                labels={"table": name},
+                labels={"name": name, "type": "table"},
             )
             for name, category in TABLES.items()
         ],
-        [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("md", "tex")],
+        [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")],
     params:
         out=lambda w, output: Path(output[0]).parent,
     log:
@@ -92,7 +92,7 @@ rule figures:
                 f"{RESULTS}/figures/{name}.png",
                 caption=f"../report/figure_{name if name in CAPTIONED else 'sweep'}.rst",
                 category=category,
-                labels={"figure": name},
+                labels={"name": name, "type": "figure"},
             )
             for name, category in FIGURES.items()
         ],
