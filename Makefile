@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # The whole study on the generated data set, on the CPU, ending in results/report.html.
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m snakemake --cores all --configfile config/demo.yaml \
-		--report results/report.html --report-after-run
+		--scheduler greedy --report results/report.html --report-after-run
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -16,7 +16,7 @@ PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 def test_demo_runs_are_unique_and_shared_between_studies():
     runs = resolve_runs(DEMO)
     ids = [r.run_id for r in runs]
-    assert len(ids) == len(set(ids)) == 48
+    assert len(ids) == len(set(ids)) == 42
     # DiffStride at the default settings belongs to four studies and trains once per seed.
     shared = [r for r in runs if r.variant == "diffstride" and len(r.studies) == 4]
     assert len(shared) == 3 and set(shared[0].studies) == {"pooling", "placement", "smoothness", "init_stride"}

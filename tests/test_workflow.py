@@ -108,3 +108,21 @@ def test_lint_is_clean():
     lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", "tests/workflow/tiny.yaml"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (.ci/run installs Debian's chromium)")
+def test_the_report_renders_in_a_headless_browser(finished, tmp_path):
+    # The report is a JavaScript app: the categories appear only once it has run.
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+         (finished / "results" / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for category in ("1. Claims", "2. Pooling variants", "4. Smoothness", "6. Runs"):
+        assert category in dom.stdout, category
