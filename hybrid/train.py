@@ -133,6 +133,46 @@ def train_batch(splits: Splits, index: torch.Tensor, train: TrainConfig, generat
     return images, targets
 
 
+def optimizer_step(model, optimizer, x, targets, lr: float, train: TrainConfig, device, sums: dict) -> None:
+    """One SGD step at learning rate `lr`; the loss and hits accumulate on the device."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+    if train.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, train):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=train.label_smoothing)
+    if not torch.isfinite(loss):
+        raise Diverged()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    model.constrain_strides()
+    sums["loss"] += loss.detach() * len(targets)
+    sums["correct"] += (logits.argmax(1) == targets.argmax(1)).sum()
+    sums["seen"] += len(targets)
+
+
+def epoch_row(model, splits: Splits, train: TrainConfig, device, epoch: int, sums: dict, lr: float, epoch_time: float) -> dict:
+    """The epoch's line of history.csv: training sums, evaluation, learning rate, strides."""
+    test_loss, test_acc = evaluate(model, splits.eval_images, splits.eval_labels, splits, train, device)
+    if not math.isfinite(test_loss):
+        raise Diverged()
+    row = {
+        "epoch": epoch,
+        "train_loss": sums["loss"].item() / sums["seen"],
+        "train_accuracy": sums["correct"].item() / sums["seen"],
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+    }
+    if splits.val_images is not None:
+        row["val_loss"], row["val_accuracy"] = evaluate(model, splits.val_images, splits.val_labels, splits, train, device)
+    row.update({"lr": lr, "epoch_time_s": epoch_time, "images_per_s": sums["seen"] / epoch_time})
+    for layer, (v, h) in model.learned_strides().items():
+        row[f"stride/{layer}/v"], row[f"stride/{layer}/h"] = v, h
+    return row
+
+
 @torch.no_grad()
 def evaluate(model, images, labels, splits: Splits, train: TrainConfig, device) -> tuple[float, float]:
     model.eval()
@@ -247,40 +287,11 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
                     })
                     raise Interrupted()
                 lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_mult"]
                 x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
-                if tcfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(device, tcfg):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), targets, label_smoothing=tcfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise Diverged()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                model.constrain_strides()
-                sums["loss"] += loss.detach() * len(targets)
-                sums["correct"] += (logits.argmax(1) == targets.argmax(1)).sum()
-                sums["seen"] += len(targets)
+                optimizer_step(model, optimizer, x, targets, lr, tcfg, device, sums)
             epoch_time = time.perf_counter() - t0
             train_time += epoch_time
-            test_loss, test_acc = evaluate(model, splits.eval_images, splits.eval_labels, splits, tcfg, device)
-            if not math.isfinite(test_loss):
-                raise Diverged()
-            row = {
-                "epoch": epoch,
-                "train_loss": sums["loss"].item() / sums["seen"],
-                "train_accuracy": sums["correct"].item() / sums["seen"],
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-            }
-            if splits.val_images is not None:
-                row["val_loss"], row["val_accuracy"] = evaluate(model, splits.val_images, splits.val_labels, splits, tcfg, device)
-            row.update({"lr": lr, "epoch_time_s": epoch_time, "images_per_s": sums["seen"] / epoch_time})
-            for layer, (v, h) in model.learned_strides().items():
-                row[f"stride/{layer}/v"], row[f"stride/{layer}/h"] = v, h
+            row = epoch_row(model, splits, tcfg, device, epoch, sums, lr, epoch_time)
             history.append(row)
             tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
             save_checkpoint(checkpoint_path, {
@@ -288,10 +299,10 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
                 "history": history, "epoch": epoch + 1, "step_in_epoch": 0,
             })
             bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{test_acc:.4f}")
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
             if bar.disable:
                 log.info("%s epoch %d/%d train_loss %.4f test_acc %.4f lr %.4g %.0f img/s",
-                         config.display_name(), epoch, tcfg.epochs, row["train_loss"], test_acc, lr, row["images_per_s"])
+                         config.display_name(), epoch, tcfg.epochs, row["train_loss"], row["test_accuracy"], lr, row["images_per_s"])
     except (Diverged, FloatingPointError):
         status = "diverged"
         log.warning("%s diverged (non-finite loss) in epoch %d", config.display_name(), len(history) + 1)
