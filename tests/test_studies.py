@@ -104,3 +104,19 @@ def test_the_readme_worked_example_adds_only_new_runs():
     reused = [r for r in runs if "stride_lr" in r.studies and r.run_id in before]
     assert len(reused) == 2 * 5 and all("pooling" in r.studies for r in reused)
     assert {axis_value(r.axes["train.stride_lr_mult"]) for r in runs if "stride_lr" in r.studies} == {"0.1", "1", "10"}
+
+
+def test_the_analysis_spells_config_values_as_runs_csv_does():
+    # analysis.claims.as_cell repeats hybrid.studies.axis_value, since the analysis may not
+    # import the training package: this keeps the two spellings of one rule equal.
+    from analysis.claims import as_cell
+
+    for value in [4, 4.0, 0.5, 16.0, 1e-3, "none", True, ["stem", "layer2"], [1, 1, 3.0, 2, 3], -2.0, 0.0]:
+        assert as_cell(value) == axis_value(value), value
+
+
+def test_the_report_caption_states_the_verdict_rule_of_the_code():
+    from analysis.stats import VERDICT_RULE
+
+    caption = " ".join((ROOT / "workflow" / "report" / "table_claims.rst").read_text().split())
+    assert " ".join(VERDICT_RULE.split()) in caption
