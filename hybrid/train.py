@@ -43,6 +43,7 @@ from hybrid.tracking import RunTracker, resolve_tracking_uri
 
 log = logging.getLogger("hybrid.train")
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (the job is retried and resumes)
+DIVERGENCE_CHECK_EVERY = 50  # steps between reads of the non-finite-loss flag on a GPU
 
 
 class Interrupted(Exception):
@@ -142,8 +143,13 @@ def optimizer_step(model, optimizer, x, targets, lr: float, train: TrainConfig, 
     with autocast(device, train):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), targets, label_smoothing=train.label_smoothing)
-    if not torch.isfinite(loss):
-        raise Diverged()
+    # Reading the flag is a host-device synchronisation: every step on the CPU, where it is
+    # free, every DIVERGENCE_CHECK_EVERY steps (and at the epoch's end) on a GPU.
+    sums["finite"] &= torch.isfinite(loss)
+    sums["steps"] += 1
+    if device.type == "cpu" or sums["steps"] % DIVERGENCE_CHECK_EVERY == 0:
+        if not sums["finite"]:
+            raise Diverged()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -155,6 +161,8 @@ def optimizer_step(model, optimizer, x, targets, lr: float, train: TrainConfig, 
 
 def epoch_row(model, splits: Splits, train: TrainConfig, device, epoch: int, sums: dict, lr: float, epoch_time: float) -> dict:
     """The epoch's line of history.csv: training sums, evaluation, learning rate, strides."""
+    if not sums["finite"]:
+        raise Diverged()
     test_loss, test_acc = evaluate(model, splits.eval_images, splits.eval_labels, splits, train, device)
     if not math.isfinite(test_loss):
         raise Diverged()
@@ -269,7 +277,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
             generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
             rng = np.random.default_rng(epoch_seed(config.seed, epoch))
             batches = epoch_batches(n_train, batch_per_step, generator, shuffle=True, drop_last=tcfg.mixup_alpha > 0)
-            sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "seen": 0}
+            sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device),
+                    "finite": torch.ones((), dtype=torch.bool, device=device), "seen": 0, "steps": 0}
             first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * per_epoch, per_epoch)
             if resume and epoch == start_epoch and resume_step > 0:
                 generator.set_state(resume["generator"])
