@@ -265,6 +265,13 @@ def _history_of(runs_table: pd.DataFrame, history_table: pd.DataFrame, study: st
     return history_table.merge(runs[keys], on="run_id", how="inner")
 
 
+def _panels(axes, table: pd.DataFrame, recipes, datasets):
+    """(axis, rows of that recipe and dataset) for every panel of a recipe x dataset grid."""
+    for i, recipe in enumerate(recipes):
+        for j, dataset in enumerate(datasets):
+            yield axes[i, j], _where(table, **{RECIPE: recipe, DATASET: dataset})
+
+
 def learning_curves_figure(runs_table: pd.DataFrame, history_table: pd.DataFrame, *,
                            study: str = POOLING_STUDY,
                            metric: str = "test_accuracy") -> plt.Figure | None:
@@ -277,16 +284,13 @@ def learning_curves_figure(runs_table: pd.DataFrame, history_table: pd.DataFrame
     recipes, datasets = _values(history, RECIPE), _values(history, DATASET)
     with paper_style():
         fig, axes = _grid(len(recipes), len(datasets))
-        for i, recipe in enumerate(recipes):
-            for j, dataset in enumerate(datasets):
-                ax = axes[i, j]
-                panel = _where(history, **{RECIPE: recipe, DATASET: dataset})
-                for variant in _values(panel, VARIANT):
-                    curve = (panel[panel[VARIANT] == variant].groupby("epoch")[metric]
-                             .apply(t_band).unstack() * 100)
-                    ax.plot(curve.index, curve["mean"], color=colours[variant], label=variant)
-                    ax.fill_between(curve.index, curve["low"], curve["high"],
-                                    color=colours[variant], alpha=0.2, linewidth=0)
+        for ax, panel in _panels(axes, history, recipes, datasets):
+            for variant in _values(panel, VARIANT):
+                curve = (panel[panel[VARIANT] == variant].groupby("epoch")[metric]
+                         .apply(t_band).unstack() * 100)
+                ax.plot(curve.index, curve["mean"], color=colours[variant], label=variant)
+                ax.fill_between(curve.index, curve["low"], curve["high"],
+                                color=colours[variant], alpha=0.2, linewidth=0)
         _label_grid(axes, recipes, datasets, xlabel="epoch", ylabel=_metric_label(metric))
         sns.despine(fig)
         _legend(fig)
@@ -345,19 +349,16 @@ def flops_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
     recipes, datasets = _values(runs, RECIPE), _values(runs, DATASET)
     with paper_style():
         fig, axes = _grid(len(recipes), len(datasets))
-        for i, recipe in enumerate(recipes):
-            for j, dataset in enumerate(datasets):
-                ax = axes[i, j]
-                panel = _where(runs, **{RECIPE: recipe, DATASET: dataset})
-                for variant in _values(panel, VARIANT):
-                    cell = panel[panel[VARIANT] == variant]
-                    acc, flops = t_band(cell[metric]) * 100, cell["flops"] / 1e6
-                    yerr = ([[acc["mean"] - acc["low"]], [acc["high"] - acc["mean"]]]
-                            if np.isfinite(acc["low"]) else None)
-                    xerr = flops.std() if len(flops.dropna()) > 1 else None
-                    ax.errorbar(flops.mean(), acc["mean"], xerr=xerr, yerr=yerr, fmt="o",
-                                color=colours[variant], ms=4, capsize=2, elinewidth=0.8,
-                                label=variant)
+        for ax, panel in _panels(axes, runs, recipes, datasets):
+            for variant in _values(panel, VARIANT):
+                cell = panel[panel[VARIANT] == variant]
+                acc, flops = t_band(cell[metric]) * 100, cell["flops"] / 1e6
+                yerr = ([[acc["mean"] - acc["low"]], [acc["high"] - acc["mean"]]]
+                        if np.isfinite(acc["low"]) else None)
+                xerr = flops.std() if len(flops.dropna()) > 1 else None
+                ax.errorbar(flops.mean(), acc["mean"], xerr=xerr, yerr=yerr, fmt="o",
+                            color=colours[variant], ms=4, capsize=2, elinewidth=0.8,
+                            label=variant)
         _label_grid(axes, recipes, datasets, xlabel="MFLOPs per image",
                     ylabel=_metric_label(metric))
         sns.despine(fig)
