@@ -25,7 +25,7 @@ from hybrid.train import pick_device, train_run
 def images_per_s(variant: str, args, amp: bool, channels_last: bool, root: Path) -> float:
     config = parse_run_config({
         "dataset": {"name": "synthetic", "root": str(root / "data"), "synthetic_train": args.images, "synthetic_test": 256},
-        "model": {**{k.split(".")[-1]: v for k, v in VARIANTS[variant].items()}, "width": args.width},
+        "model": {**VARIANTS[variant], "width": args.width},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "device": args.device, "amp": amp,
                   "channels_last": channels_last, "lr": 0.02},
         "tracking": {"enabled": False},

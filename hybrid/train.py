@@ -207,7 +207,12 @@ def autocast(device: torch.device, train: TrainConfig):
 # --- checkpoints ----------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, run_id: str, model, optimizer, history: list[dict], epoch: int,
+                    step_in_epoch: int = 0, **partial_epoch) -> None:
+    """Everything a rerun needs to go on from `step_in_epoch` of `epoch`, written atomically;
+    `partial_epoch` holds the state of an epoch stopped midway (generators, sums, time)."""
+    state = {"run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "history": history, "epoch": epoch, "step_in_epoch": step_in_epoch, **partial_epoch}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -288,12 +293,12 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
             t0 = time.perf_counter()
             for i in range(first_step, len(batches)):
                 if stop["signal"] is not None:
-                    save_checkpoint(checkpoint_path, {
-                        "run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "history": history, "epoch": epoch, "step_in_epoch": i, "generator": generator.get_state(),
-                        "rng": rng.bit_generator.state, "sums": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
-                        "train_time": train_time + time.perf_counter() - t0,
-                    })
+                    save_checkpoint(
+                        checkpoint_path, run_id, model, optimizer, history, epoch, i,
+                        generator=generator.get_state(), rng=rng.bit_generator.state,
+                        sums={k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
+                        train_time=train_time + time.perf_counter() - t0,
+                    )
                     raise Interrupted()
                 lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
                 x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
@@ -303,10 +308,7 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
             row = epoch_row(model, splits, tcfg, device, epoch, sums, lr, epoch_time)
             history.append(row)
             tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
-            save_checkpoint(checkpoint_path, {
-                "run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "history": history, "epoch": epoch + 1, "step_in_epoch": 0,
-            })
+            save_checkpoint(checkpoint_path, run_id, model, optimizer, history, epoch + 1)
             bar.update(1)
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
             if bar.disable:
