@@ -56,10 +56,14 @@ def analysis_settings(config: Mapping) -> tuple[float, str, str]:
 
 def as_cell(value: object) -> str:
     """A config value as runs.csv spells it (the rule of hybrid.studies.axis_value, which the
-    analysis may not import): lists "+"-joined, whole floats of at least 1 without ".0"
+    analysis may not import): lists "+"-joined, a (vertical, horizontal) pair inside a list
+    "VxH", a mapping "key=value" pairs "+"-joined, whole floats of at least 1 without ".0"
     (a default of 4.0 matches the column's "4"), anything else str()."""
+    if isinstance(value, Mapping):
+        return "+".join(f"{k}={as_cell(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        return "+".join(as_cell(v) for v in value)
+        return "+".join("x".join(as_cell(x) for x in v) if isinstance(v, (list, tuple)) else as_cell(v)
+                        for v in value)
     if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
         return str(int(value))
     return str(value)

@@ -1,10 +1,10 @@
-"""DiffStride, spectral pooling and the CIFAR ResNet-18 family (arXiv 2401.09008 reproduction).
+"""DiffStride, spectral pooling and the official DiffStride ResNets (arXiv 2401.09008 reproduction).
 
 The package never imports `analysis` or Snakemake.
 """
 
 from hybrid.layers import BlurPool2d, ConvStride, DiffStride2d, SpectralPool2d, build_downsample
-from hybrid.models import VARIANTS, ModelConfig, build_variant, resnet18
+from hybrid.models import VARIANTS, ModelConfig, ResNet, build_variant, resnet, resnet18, resnet56
 
 __all__ = [
     "BlurPool2d",
@@ -14,6 +14,9 @@ __all__ = [
     "build_downsample",
     "VARIANTS",
     "ModelConfig",
+    "ResNet",
     "build_variant",
+    "resnet",
     "resnet18",
+    "resnet56",
 ]

@@ -7,8 +7,9 @@ A run config is nested (`dataset`, `model`, `train`, `tracking`, `seed`), as in 
     train: {recipe: hybrid-paper, epochs: 200}
     seed: 0
 
-`train.recipe` names a set of defaults (`RECIPES`); every other `train` key overrides
-one of them. Unknown keys and values of the wrong type are errors that name the dotted
+`train.recipe` names a set of defaults (`RECIPES`): `train` settings, which every other
+`train` key overrides, and the model keys the recipe depends on (`model.block`), which a
+run config may leave out but not contradict. Unknown keys and values of the wrong type are errors that name the dotted
 key. `RunConfig.run_id()` is a content hash of what determines the result, so the same
 run asked for twice (by two studies, or after an unrelated config edit) trains once.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from hybrid.data import NUM_CLASSES, DataConfig
+from hybrid.data import NORMALIZATIONS, NUM_CLASSES, DataConfig
 from hybrid.models import ModelConfig
 
 
@@ -56,6 +57,9 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     crop_padding: int = 4
     flip: bool = True
+    # "dataset": the training set's channel mean and std; "cifar-fixed": the official HEAD's
+    # constants (mean 0.4914/0.4822/0.4465, std 0.2023/0.1994/0.2010); "unit": pixels / 255.
+    normalization: str = "dataset"
     # The stride parameters: their own lr multiplier and weight decay (none by default).
     stride_lr_mult: float = 1.0
     stride_weight_decay: float = 0.0
@@ -70,7 +74,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise ValueError(f"train.recipe: unknown {self.recipe!r}; known recipes: {', '.join(RECIPES)}")
-        choices = {"decay_on": ("all", "weights"), "lr_schedule": ("step", "piecewise")}
+        choices = {"decay_on": ("all", "weights"), "lr_schedule": ("step", "piecewise"),
+                   "normalization": NORMALIZATIONS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"train.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
@@ -85,30 +90,74 @@ class TrainConfig:
             raise ValueError(f"train.milestones are fractions of the epochs in (0, 1), got {list(self.milestones)}")
 
 
-# The two recipes. Keras conventions of the official code, translated:
-# - a Keras L2 regulariser of 5e-4 adds 5e-4 * w^2 to the loss, whose gradient 1e-3 * w
-#   is a PyTorch weight decay of 1e-3, on the regularised weights only (conv and dense
-#   kernels, the dense bias): decay_on="weights";
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of `train` defaults, with the model keys it depends on (`model`: a run
+    config may not contradict them) and where each setting comes from."""
+
+    source: str
+    train: dict
+    model: dict = field(default_factory=dict)
+
+
+# Keras conventions of the official code, translated:
+# - a Keras L2 regulariser of c adds c * w^2 to the loss, whose gradient 2c * w is a PyTorch
+#   weight decay of 2c, on the regularised weights only (conv and dense kernels, the dense
+#   bias): decay_on="weights";
 # - Keras batch-norm momentum 0.9 keeps 0.9 of the running statistic, PyTorch momentum
-#   0.1 takes 0.1 of the new one: the same, and PyTorch's default, as is epsilon 1e-5.
-RECIPES: dict[str, dict] = {
-    # The hybrid paper: SGD 0.9, wd 5e-4, batch 128, 200 epochs, lr 0.1 divided by 10 at
-    # 1/4, 1/2 and 3/4 of training, crop (4-pixel padding) and flip.
-    "hybrid-paper": {},
-    # google-research/diffstride examples/cifar10.gin and examples/data.py.
-    "official-diffstride": {
-        "epochs": 400,
-        "batch_size": 128,
-        "lr": 0.1,
-        "weight_decay": 1e-3,
-        "decay_on": "weights",
-        "lr_schedule": "piecewise",
-        "lr_boundaries": (400, 18_000, 32_000),
-        "lr_values": (0.01, 0.1, 0.01, 0.001),
-        "label_smoothing": 0.2,
-        "mixup_alpha": 0.2,
-        "crop_padding": 2,
-    },
+#   0.1 takes 0.1 of the new one: the same, and PyTorch's default, as is epsilon 1e-5;
+# - what a gin file binds reaches the code only through gin-configurable calls: the
+#   official train.py builds its loss with `tf.keras.losses.CategoricalCrossentropy()`
+#   directly, so cifar10.gin's `label_smoothing = 0.2` never applies, and
+#   `data.load_datasets` keeps `augment_fn=None` (no binding), so no crop and no flip.
+RECIPES: dict[str, Recipe] = {
+    # The hybrid paper (arXiv 2401.09008). Its facts: 200 epochs, lr 0.1 -> 0.01 -> 0.001
+    # -> 0.0001. Assumed (the paper does not say): the steps at 1/4, 1/2 and 3/4 of
+    # training, SGD momentum 0.9, weight decay 5e-4 on every parameter but the strides,
+    # batch 128, crop (4-pixel padding) and flip, normalisation by the training set's
+    # channel statistics, no mixup, and the official HEAD network (the model's defaults).
+    "hybrid-paper": Recipe(source="arXiv 2401.09008 (200 epochs, lr steps); the rest assumed", train={}),
+    # What google-research/diffstride b3ef50f runs (`examples/cifar10.gin`, `data.py`,
+    # `train.py`, `resnet.py`): the pre-activation net, 400 epochs of batch 128, SGD 0.9,
+    # piecewise-constant lr by step, L2 5e-4 (wd 1e-3) on conv/dense weights and the dense
+    # bias, mixup 0.2 of consecutive pairs (an epoch is N / 2 mixed examples), no crop or
+    # flip, no label smoothing, inputs normalised by fixed CIFAR statistics.
+    "official-diffstride": Recipe(
+        source="google-research/diffstride b3ef50f examples/cifar10.gin, data.py, train.py",
+        model={"block": "preact"},
+        train={
+            "epochs": 400,
+            "batch_size": 128,
+            "weight_decay": 1e-3,
+            "decay_on": "weights",
+            "lr_schedule": "piecewise",
+            "lr_boundaries": (400, 18_000, 32_000),
+            "lr_values": (0.01, 0.1, 0.01, 0.001),
+            "label_smoothing": 0.0,
+            "mixup_alpha": 0.2,
+            "crop_padding": 0,
+            "flip": False,
+            "normalization": "cifar-fixed",
+        },
+    ),
+    # The first release (google-research/diffstride 3801ad4, lr schedule of 7e387d9, net of
+    # 1f9e8f4): the post-activation net, 400 epochs of batch 256, SGD 0.9, lr 0.1 divided by
+    # 10 at epochs 200 and 300, L2 5e-3 (wd 1e-2) on conv/dense weights and the dense bias, no
+    # mixup, no crop or flip (`augment_fn` unbound), no label smoothing, inputs in [0, 1].
+    "diffstride-first-release": Recipe(
+        source="google-research/diffstride 3801ad4/7e387d9 examples/cifar10.gin, data.py, train.py; 1f9e8f4 resnet.py",
+        model={"block": "postact"},
+        train={
+            "epochs": 400,
+            "batch_size": 256,
+            "weight_decay": 1e-2,
+            "decay_on": "weights",
+            "milestones": (0.5, 0.75),
+            "crop_padding": 0,
+            "flip": False,
+            "normalization": "unit",
+        },
+    ),
 }
 
 
@@ -148,6 +197,9 @@ class RunConfig:
     def display_name(self) -> str:
         return self.name or f"{self.dataset.name}/{self.model.downsample}/seed{self.seed}"
 
+    def recipe(self) -> Recipe:
+        return RECIPES[self.train.recipe]
+
 
 def _to_plain(value):
     if isinstance(value, dict):
@@ -155,6 +207,18 @@ def _to_plain(value):
     if isinstance(value, (list, tuple)):
         return [_to_plain(v) for v in value]
     return value
+
+
+def _type_name(annotation) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        return "a list" if args[-1] is Ellipsis else f"a list of {len(args)}"
+    if origin is dict:
+        return "a mapping"
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def _check_type(value, annotation, key: str):
@@ -170,19 +234,30 @@ def _check_type(value, annotation, key: str):
                 return _check_type(value, option, key)
             except ValueError as err:
                 errors.append(err)
-        raise errors[0]
+        if len(errors) == 1 or any(f"{key}[" in str(e) for e in errors):
+            raise next((e for e in errors if f"{key}[" in str(e)), errors[0])
+        raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
     if origin is tuple:
-        (item, _ellipsis) = typing.get_args(annotation)
+        args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        return tuple(_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+            raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
+        if args[-1] is Ellipsis:
+            return tuple(_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{key}: expected {_type_name(annotation)}, got {list(value)!r}")
+        return tuple(_check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        key_type, value_type = typing.get_args(annotation)
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return {_check_type(k, key_type, key): _check_type(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if annotation in (str, bool) and isinstance(value, annotation):
         return value
-    raise ValueError(f"{key}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+    raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
 
 
 def _build(cls, data, prefix: str, defaults: dict | None = None):
@@ -211,18 +286,27 @@ def parse_run_config(data: dict) -> RunConfig:
     unknown = sorted(set(data) - set(sections) - {"seed", "name"})
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join([*sections, 'seed', 'name'])}")
+    raw_train = data.get("train") or {}
+    recipe_name = raw_train.get("recipe", TrainConfig.recipe) if isinstance(raw_train, dict) else TrainConfig.recipe
+    if recipe_name not in RECIPES:
+        raise ValueError(f"train.recipe: unknown {recipe_name!r}; known recipes: {', '.join(RECIPES)}")
+    recipe = RECIPES[recipe_name]
     built = {}
     for section, cls in sections.items():
         raw = data.get(section) or {}
         defaults = None
-        if cls is ModelConfig and isinstance(raw, dict) and "num_classes" not in raw:
+        if cls is ModelConfig and isinstance(raw, dict):
             dataset = (data.get("dataset") or {}).get("name", DataConfig.name)
-            defaults = {"num_classes": NUM_CLASSES.get(dataset, ModelConfig.num_classes)}
+            defaults = {"num_classes": NUM_CLASSES.get(dataset, ModelConfig.num_classes), **recipe.model}
+            for key, wanted in recipe.model.items():
+                if key in raw and raw[key] != wanted:
+                    raise ValueError(
+                        f"model.{key}: {raw[key]!r} contradicts train.recipe {recipe_name!r}, which runs "
+                        f"model.{key}: {wanted} ({recipe.source}); drop model.{key} or choose another recipe"
+                    )
         if cls is TrainConfig:
-            recipe = raw.get("recipe", TrainConfig.recipe) if isinstance(raw, dict) else None
-            if recipe not in RECIPES:
-                raise ValueError(f"train.recipe: unknown {recipe!r}; known recipes: {', '.join(RECIPES)}")
-            defaults = {k: _check_type(v, typing.get_type_hints(TrainConfig)[k], f"train.{k}") for k, v in RECIPES[recipe].items()}
+            hints = typing.get_type_hints(TrainConfig)
+            defaults = {k: _check_type(v, hints[k], f"train.{k}") for k, v in recipe.train.items()}
         built[section] = _build(cls, raw, section, defaults)
     seed = _check_type(data.get("seed", 0), int, "seed")
     name = _check_type(data.get("name", ""), str, "name")

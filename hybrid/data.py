@@ -29,6 +29,13 @@ import torch
 
 DATASETS = ("cifar10", "cifar100", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+# How `normalize` scales pixels (train.normalization): by the training set's channel
+# statistics, by the official DiffStride HEAD's fixed CIFAR constants
+# (google-research/diffstride b3ef50f examples/data.py `convert`), or to [0, 1] only (the
+# first release's `convert`).
+NORMALIZATIONS = ("dataset", "cifar-fixed", "unit")
+OFFICIAL_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+OFFICIAL_CIFAR_STD = (0.2023, 0.1994, 0.2010)
 # The validation carve's own seed: the same held-out images for every run, model and run
 # seed, so that validation scores compare across runs.
 VAL_SPLIT_SEED = 20240117
@@ -285,6 +292,21 @@ def augment(images: torch.Tensor, *, padding: int, flip: bool, generator: torch.
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def normalization_stats(kind: str, splits: Splits) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (mean, std) that `normalize` takes for `kind` (one of NORMALIZATIONS), on the
+    splits' device."""
+    device = splits.mean.device
+    if kind == "dataset":
+        return splits.mean, splits.std
+    if kind == "cifar-fixed":
+        mean, std = OFFICIAL_CIFAR_MEAN, OFFICIAL_CIFAR_STD
+    elif kind == "unit":
+        mean, std = (0.0,) * len(splits.mean), (1.0,) * len(splits.std)
+    else:
+        raise ValueError(f"train.normalization: unknown {kind!r}; known: {', '.join(NORMALIZATIONS)}")
+    return (torch.tensor(mean, dtype=torch.float32, device=device), torch.tensor(std, dtype=torch.float32, device=device))
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hybrid.config import RunConfig, TrainConfig, load_run_config
-from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalize
-from hybrid.models import CifarResNet, resnet18
+from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
+from hybrid.models import ResNet, resnet
 from hybrid.tracking import RunTracker, resolve_tracking_uri
 
 log = logging.getLogger("hybrid.train")
@@ -82,7 +82,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % 2**63
 
 
-def parameter_groups(model: CifarResNet, train: TrainConfig) -> list[dict]:
+def parameter_groups(model: ResNet, train: TrainConfig) -> list[dict]:
     """Strides, decayed and undecayed parameters, each with its lr multiplier and decay."""
     strides = {id(p) for p in model.stride_parameters()}
     decayed, undecayed = [], []
@@ -244,12 +244,13 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
     seed_everything(config.seed, tcfg.deterministic)
 
     splits = load_splits(config.dataset, device)
+    splits.mean, splits.std = normalization_stats(tcfg.normalization, splits)
     if splits.num_classes != config.model.num_classes:
         raise ValueError(
             f"model.num_classes is {config.model.num_classes} but dataset {config.dataset.name!r} has "
             f"{splits.num_classes} classes; leave model.num_classes out to take the dataset's"
         )
-    model = resnet18(config.model).to(device)
+    model = resnet(config.model).to(device)
     if tcfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
@@ -336,7 +337,7 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
     return result
 
 
-def build_result(config: RunConfig, model: CifarResNet, history: list[dict], status: str, device, train_time: float, wall: float) -> dict:
+def build_result(config: RunConfig, model: ResNet, history: list[dict], status: str, device, train_time: float, wall: float) -> dict:
     last = history[-1] if history and status == "completed" else {}
     best = max(history, key=lambda r: r["test_accuracy"]) if history else {}
     finite = all(math.isfinite(v) for s in model.learned_strides().values() for v in s)

@@ -15,12 +15,45 @@ def test_defaults_are_the_hybrid_paper_recipe():
     assert (t.crop_padding, t.flip, t.mixup_alpha, t.label_smoothing) == (4, True, 0.0, 0.0)
 
 
-def test_official_recipe_translates_keras_conventions():
-    t = parse_run_config({"train": {"recipe": "official-diffstride"}}).train
-    assert (t.epochs, t.batch_size, t.mixup_alpha, t.label_smoothing, t.crop_padding) == (400, 128, 0.2, 0.2, 2)
+def test_official_recipe_is_what_the_head_code_runs():
+    config = parse_run_config({"train": {"recipe": "official-diffstride"}})
+    t = config.train
+    # cifar10.gin's label smoothing never reaches the loss train.py builds, and load_datasets'
+    # augment_fn stays None: no smoothing, no crop, no flip; mixup 0.2 and fixed CIFAR statistics.
+    assert (t.epochs, t.batch_size, t.mixup_alpha, t.label_smoothing) == (400, 128, 0.2, 0.0)
+    assert (t.crop_padding, t.flip, t.normalization) == (0, False, "cifar-fixed")
     # Keras L2 5e-4 on conv/dense weights == PyTorch weight decay 1e-3 on those weights only.
     assert (t.weight_decay, t.decay_on) == (1e-3, "weights")
     assert t.lr_boundaries == (400, 18_000, 32_000) and t.lr_values == (0.01, 0.1, 0.01, 0.001)
+    assert config.model.block == "preact"
+
+
+def test_first_release_recipe():
+    config = parse_run_config({"train": {"recipe": "diffstride-first-release"}})
+    t = config.train
+    assert config.model.block == "postact"
+    assert (t.epochs, t.batch_size, t.lr, t.momentum, t.mixup_alpha, t.label_smoothing) == (400, 256, 0.1, 0.9, 0.0, 0.0)
+    assert (t.crop_padding, t.flip, t.normalization) == (0, False, "unit")
+    assert (t.weight_decay, t.decay_on) == (1e-2, "weights")  # Keras L2 5e-3
+    lrs = [learning_rate(t, epoch * 195, 195) for epoch in (0, 199, 200, 299, 300, 399)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_a_run_config_may_not_contradict_its_recipe_s_model():
+    with pytest.raises(ValueError, match=r"model\.block: 'postact' contradicts train\.recipe 'official-diffstride'.*b3ef50f"):
+        parse_run_config({"train": {"recipe": "official-diffstride"}, "model": {"block": "postact"}})
+    # Spelling out what the recipe runs is fine, and the same run.
+    same = parse_run_config({"train": {"recipe": "official-diffstride"}, "model": {"block": "preact"}})
+    assert same.run_id() == parse_run_config({"train": {"recipe": "official-diffstride"}}).run_id()
+    # hybrid-paper constrains no model key.
+    assert parse_run_config({"model": {"block": "postact"}}).model.block == "postact"
+
+
+def test_model_values_of_every_shape_parse():
+    model = parse_run_config({"model": {"init_stride": [1.5, 1, [1.7, 2.3], 2.5, [2.9, 1.6]],
+                                        "site_kinds": {"layer4": "spectral"}, "width": 8}}).model
+    assert model.init_stride == (1.5, 1.0, (1.7, 2.3), 2.5, (2.9, 1.6)) and model.site_kinds == {"layer4": "spectral"}
+    assert parse_run_config({"model": {"arch": "resnet56"}}).model.init_stride == (1.0, 1.0, 2.0, 2.0)
 
 
 def test_explicit_keys_override_the_recipe():
@@ -37,8 +70,12 @@ def test_explicit_keys_override_the_recipe():
         ({"train": {"epochs": "ten"}}, r"train\.epochs: expected int, got 'ten'"),
         ({"train": {"epochs": True}}, r"train\.epochs: expected int"),
         ({"train": {"flip": 1}}, r"train\.flip: expected bool"),
-        ({"model": {"init_stride": 2}}, r"model\.init_stride: expected a list"),
-        ({"train": {"recipe": "fast"}}, r"train\.recipe: unknown 'fast'; known recipes: hybrid-paper, official-diffstride"),
+        ({"model": {"init_stride": 2}}, r"model\.init_stride: expected a list, got 2"),
+        ({"model": {"init_stride": [1, 1, [2, 2, 2], 2, 2]}}, r"model\.init_stride\[2\]: expected float or a list of 2"),
+        ({"model": {"site_kinds": ["layer4"]}}, r"model\.site_kinds: expected a mapping"),
+        ({"model": {"arch": "resnet50"}}, r"model\.arch: unknown 'resnet50'; known: resnet18, resnet56"),
+        ({"train": {"normalization": "imagenet"}}, r"train\.normalization: 'imagenet' is not one of dataset, cifar-fixed, unit"),
+        ({"train": {"recipe": "fast"}}, r"train\.recipe: unknown 'fast'; known recipes: hybrid-paper, official-diffstride, diffstride-first-release"),
         ({"model": {"downsample": "fft"}}, r"model\.downsample: unknown kind 'fft'"),
         ({"dataset": {"name": "mnist"}}, r"dataset\.name"),
         ({"seed": 1.5}, r"seed: expected int"),
@@ -108,5 +145,8 @@ def test_parameter_groups_decay_and_stride_options():
 def test_every_recipe_key_is_a_train_field():
     from hybrid.config import TrainConfig
 
+    from hybrid.models import ModelConfig
+
     for recipe in RECIPES.values():
-        assert set(recipe) <= set(TrainConfig.__dataclass_fields__)
+        assert set(recipe.train) <= set(TrainConfig.__dataclass_fields__)
+        assert set(recipe.model) <= set(ModelConfig.field_names())

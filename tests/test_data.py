@@ -17,6 +17,7 @@ from hybrid.data import (
     epoch_batches,
     load_splits,
     main,
+    normalization_stats,
     normalize,
 )
 
@@ -232,6 +233,17 @@ def test_mean_and_std_are_those_of_the_training_images(tmp_path):
     assert x.dtype == torch.float32
     torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(3), rtol=0, atol=1e-4)
     torch.testing.assert_close(x.std((0, 2, 3), unbiased=False), torch.ones(3), rtol=0, atol=1e-4)
+
+
+def test_the_recipes_normalisations(tmp_path):
+    splits = load_splits(DataConfig(root=str(tmp_path), **SMALL))
+    assert normalization_stats("dataset", splits) == (splits.mean, splits.std)
+    mean, std = normalization_stats("cifar-fixed", splits)  # the official HEAD's convert()
+    assert mean.tolist() == pytest.approx([0.4914, 0.4822, 0.4465]) and std.tolist() == pytest.approx([0.2023, 0.1994, 0.2010])
+    white = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    torch.testing.assert_close(normalize(white, *normalization_stats("unit", splits)), torch.ones(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="train.normalization: unknown 'imagenet'"):
+        normalization_stats("imagenet", splits)
 
 
 # --- batching and augmentation --------------------------------------------------------

@@ -26,9 +26,23 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     assert "-e ." in pip_section
 
 
-def test_variant_table_covers_every_variant():
+def test_variant_table_covers_every_variant_and_both_blocks():
+    from hybrid.models import VARIANTS
+
     rows = {r["variant"]: r for r in variant_table(width=8)}
-    assert set(rows) == {"strided", "max", "avg", "blur", "spectral", "diffstride", "hybrid"}
-    assert rows["strided"]["final_map"] == "4x4"
+    assert set(rows) == set(VARIANTS)
+    assert rows["strided"]["final_map"] == "4x4" and rows["hybrid"]["final_map"] == "8x9"
     assert rows["hybrid"]["learned_strides"] == 4 and rows["strided"]["learned_strides"] == 0
-    assert rows["hybrid"]["params"] == rows["diffstride"]["params"]
+    assert rows["hybrid"]["params_preact"] == rows["diffstride"]["params_preact"]
+    assert rows["strided"]["params_postact"] > rows["strided"]["params_preact"]
+
+
+def test_summary_prints_the_official_counts(capsys):
+    from hybrid.summary import main
+
+    main(["--arch", "resnet56", "--width", "8"])
+    out = capsys.readouterr().out
+    assert "hybrid-layer4" not in out  # resnet56 has no layer4
+    full = {r["variant"]: r for r in variant_table()}["strided"]
+    # google-research/diffstride, counted by the official code: HEAD 11,172,170; 1f9e8f4 11,173,962.
+    assert (full["params_preact"], full["params_postact"]) == (11_172_170, 11_173_962)

@@ -1,0 +1,212 @@
+"""What a model is made of, as data: the architectures, the options, the named variants.
+
+`ModelConfig` holds every model option; `__post_init__` checks each one against the
+architecture it names and fills the architecture's defaults (filters, initial strides,
+downsampling sites), so that a default written out and a default left out are the same
+config, and the same run id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Union
+
+from hybrid.layers import DOWNSAMPLE_KINDS
+
+Stride = Union[float, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The official generic `Resnet(filters, strides, num_layers, id_only)`
+    (google-research/diffstride b3ef50f `diffstride/resnet.py`): a 3x3 stem with
+    `filters[0]` filters, then one stage per further entry of `num_layers` residual layers;
+    a stage's first layer projects (1x1 shortcut) and downsamples by its stride, unless the
+    stage is in `id_only` (0 = the first stage after the stem), whose layers are all
+    identity layers that never downsample."""
+
+    filters: tuple[int, ...]
+    strides: tuple[float, ...]
+    num_layers: int
+    id_only: tuple[int, ...] = ()
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """stem, layer1, layer2, ...: one name per entry of `filters` and `strides`."""
+        return ("stem", *(f"layer{i}" for i in range(1, len(self.filters))))
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The stages that downsample: the stem and every projecting stage."""
+        return tuple(s for i, s in enumerate(self.stages) if i == 0 or i - 1 not in self.id_only)
+
+
+ARCHS: dict[str, Arch] = {
+    # resnet18(): filters 64-64-128-256-512, strides 1,1,2,2,2, 2 layers, id_only=[0].
+    "resnet18": Arch((64, 64, 128, 256, 512), (1.0, 1.0, 2.0, 2.0, 2.0), 2, (0,)),
+    # resnet56(): filters 16-16-32-64, strides 1,1,2,2, 9 layers, every stage projecting
+    # (its first stage projects 16 -> 16 at stride 1, so it is a site too).
+    "resnet56": Arch((16, 16, 32, 64), (1.0, 1.0, 2.0, 2.0), 9),
+}
+BLOCKS = ("preact", "postact")
+HEAD_POOLS = ("none", "spectral", "scale")
+HEAD_POOL_AT = ("before_norm", "after_norm")
+POOR_STRIDES = (1.0, 1.0, 3.0, 2.0, 3.0)  # the official README's badly initialised ResNet-18 strides
+
+
+def _stride(value, key: str) -> Stride:
+    """A number, or a (vertical, horizontal) pair; a pair of equal values is that number."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"{key}: a stride is a number or a [vertical, horizontal] pair, got {list(value)}")
+        pair = (float(value[0]), float(value[1]))
+        stride = pair[0] if pair[0] == pair[1] else pair
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        stride = float(value)
+    else:
+        raise ValueError(f"{key}: a stride is a number or a [vertical, horizontal] pair, got {value!r}")
+    if not all(math.isfinite(s) and s >= 1 for s in (stride if isinstance(stride, tuple) else (stride,))):
+        raise ValueError(f"{key}: strides must be finite and >= 1, got {value!r}")
+    return stride
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every model option. `resnet(**options)` and the run configs fill it.
+
+    `downsample` is the layer kind at every site of `downsample_at` (the others keep the
+    strided convolution); `site_kinds` sets single sites outright, e.g. {layer4: spectral}
+    with `downsample: diffstride` for DiffStride everywhere but a spectral layer4.
+    `width`, `init_stride` and `downsample_at` left out (null) take the architecture's own.
+    """
+
+    arch: str = "resnet18"
+    block: str = "preact"
+    num_classes: int = 10
+    in_channels: int = 3
+    width: int | None = None
+    downsample: str = "strided"
+    downsample_at: tuple[str, ...] | None = None
+    site_kinds: dict[str, str] = field(default_factory=dict)
+    init_stride: tuple[Stride, ...] | None = None
+    smoothness: float = 4.0
+    shared_stride: bool = False
+    head_pool: str = "none"
+    head_pool_at: str = "before_norm"
+    head_stride: float = 2.0
+    blur_filter_size: int = 4
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        if self.arch not in ARCHS:
+            raise ValueError(f"model.arch: unknown {self.arch!r}; known: {', '.join(ARCHS)}")
+        if self.block not in BLOCKS:
+            raise ValueError(f"model.block: unknown {self.block!r}; known: {', '.join(BLOCKS)}")
+        arch = ARCHS[self.arch]
+        if self.width is None:
+            put("width", arch.filters[0])
+        if self.width < 1 or self.num_classes < 1 or self.in_channels < 1:
+            raise ValueError("model.width, model.num_classes and model.in_channels must be >= 1")
+        for key, kind in [("model.downsample", self.downsample), *((f"model.site_kinds.{s}", k) for s, k in self.site_kinds.items())]:
+            if kind not in DOWNSAMPLE_KINDS:
+                raise ValueError(f"{key}: unknown kind {kind!r}; known kinds: {', '.join(DOWNSAMPLE_KINDS)}")
+        put("downsample_at", arch.sites if self.downsample_at is None else tuple(self.downsample_at))
+        for key, sites in (("model.downsample_at", self.downsample_at), ("model.site_kinds", tuple(self.site_kinds))):
+            unknown = [s for s in sites if s not in arch.sites]
+            if unknown:
+                raise ValueError(
+                    f"{key}: {unknown} {'is not a site' if len(unknown) == 1 else 'are not sites'} of {self.arch}; "
+                    f"its downsampling sites are {', '.join(arch.sites)}"
+                )
+        put("site_kinds", dict(sorted(self.site_kinds.items())))
+        strides = arch.strides if self.init_stride is None else self.init_stride
+        if isinstance(strides, (int, float, str)) or len(strides) != len(arch.stages):
+            raise ValueError(
+                f"model.init_stride: {self.arch} needs {len(arch.stages)} strides ({', '.join(arch.stages)}), "
+                f"each a number or a [vertical, horizontal] pair; got {strides!r}"
+            )
+        put("init_stride", tuple(_stride(s, f"model.init_stride[{i}]") for i, s in enumerate(strides)))
+        for i, stage in enumerate(arch.stages):
+            if stage not in arch.sites and self.init_stride[i] != 1.0:
+                raise ValueError(
+                    f"model.init_stride: {stage} of {self.arch} is made of identity layers and cannot stride; "
+                    f"its entry must be 1, got {self.init_stride[i]}"
+                )
+        if not self.smoothness > 0:
+            raise ValueError(f"model.smoothness must be > 0, got {self.smoothness}")
+        if self.head_pool not in HEAD_POOLS:
+            raise ValueError(f"model.head_pool: unknown {self.head_pool!r}; choose among {', '.join(HEAD_POOLS)}")
+        if self.head_pool_at not in HEAD_POOL_AT:
+            raise ValueError(f"model.head_pool_at: unknown {self.head_pool_at!r}; choose among {', '.join(HEAD_POOL_AT)}")
+        if self.head_pool == "none":
+            # Irrelevant without a head pool: kept at their defaults, so they do not split run ids.
+            put("head_pool_at", "before_norm")
+            put("head_stride", 2.0)
+        elif self.block == "postact" and self.head_pool_at != "after_norm":
+            raise ValueError(
+                "model.head_pool_at: the post-activation net has no norm in its head; its head pool sits after "
+                "the last block's ReLU, right before global average pooling: set model.head_pool_at: after_norm"
+            )
+        elif self.head_pool == "scale" and self.head_pool_at != "after_norm":
+            raise ValueError(
+                "model.head_pool: scale before the head's batch norm is a no-op (batch norm removes a constant "
+                "factor); the scale-only control belongs at model.head_pool_at: after_norm"
+            )
+        if not (math.isfinite(self.head_stride) and self.head_stride >= 1):
+            raise ValueError(f"model.head_stride must be finite and >= 1, got {self.head_stride}")
+        if self.blur_filter_size < 1:
+            raise ValueError(f"model.blur_filter_size must be >= 1, got {self.blur_filter_size}")
+
+    @property
+    def spec(self) -> Arch:
+        return ARCHS[self.arch]
+
+    def filters(self) -> list[int]:
+        """Filters of the stem and each stage, scaled by `width` / the architecture's own."""
+        base = self.spec.filters
+        return [max(1, f * self.width // base[0]) for f in base]
+
+    def site_kind(self, site: str) -> str:
+        """The downsampling kind at `site`: its `site_kinds` entry, else `downsample` where
+        `downsample_at` lists it, else the strided convolution."""
+        if site in self.site_kinds:
+            return self.site_kinds[site]
+        return self.downsample if site in self.downsample_at else "strided"
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict:
+        def plain(v):
+            if isinstance(v, (tuple, list)):
+                return [plain(x) for x in v]
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+
+        return {k: plain(v) for k, v in asdict(self).items()}
+
+
+# The papers' named variants, as overrides of ModelConfig (the workflow configs declare the
+# same presets under `variants:`).
+VARIANTS: dict[str, dict] = {
+    "strided": {"downsample": "strided"},
+    "max": {"downsample": "max"},
+    "avg": {"downsample": "avg"},
+    "blur": {"downsample": "blur"},
+    "spectral": {"downsample": "spectral"},
+    "diffstride": {"downsample": "diffstride"},
+    # The hybrid paper's "Residual Block -> Spectral Pooling -> Global Average Pooling", two
+    # readings in the pre-activation net: before the head's BN -> ReLU, or right before GAP
+    # (where it only rescales the pooled features), and the control that only rescales.
+    "hybrid": {"downsample": "diffstride", "head_pool": "spectral", "head_pool_at": "before_norm"},
+    "hybrid-after-norm": {"downsample": "diffstride", "head_pool": "spectral", "head_pool_at": "after_norm"},
+    "scale-control": {"downsample": "diffstride", "head_pool": "scale", "head_pool_at": "after_norm"},
+    # "Spectral pooling one level above global average pooling during convolutions":
+    # spectral pooling at layer4's downsampling site, DiffStride at the others.
+    "hybrid-layer4": {"downsample": "diffstride", "site_kinds": {"layer4": "spectral"}},
+}

@@ -1,0 +1,206 @@
+"""The official generic ResNet (ResNet-18 and ResNet-56 of google-research/diffstride), with
+either release's residual layer, any downsampling kind at any site, and the hybrid
+paper's head.
+
+    stem:   conv3x3 -> the stem's downsampling layer [-> BN -> ReLU: postact]
+    stages: per stage, a projecting layer that downsamples (unless the stage is identity
+            only), then identity layers (`blocks.PreActBlock` or `blocks.PostActBlock`)
+    head:   [head pool: before_norm] [BN -> ReLU: preact] [head pool: after_norm]
+            -> global average pooling -> dense
+
+Keras' initialisers: `he_normal` for convolution and dense kernels, zero biases, batch
+norm at gamma 1, beta 0 (momentum 0.9 and epsilon 1e-5 in Keras' terms are PyTorch's
+defaults). A downsampling site whose kind is `strided` has no layer of its own: its
+convolutions (the 3x3 and the 1x1 shortcut) take the stride.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from hybrid.layers import DiffStride2d, SpectralPool2d, build_downsample
+from hybrid.models.blocks import BLOCKS, Conv2dSame, ScaleHead
+from hybrid.models.options import VARIANTS, ModelConfig
+
+
+def he_normal_(weight: torch.Tensor) -> None:
+    """Keras 'he_normal': a normal truncated at two standard deviations, rescaled so that
+    the truncated distribution keeps std sqrt(2 / fan_in)."""
+    fan_in = weight[0].numel()
+    std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
+    nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+
+
+def _layer_or_none(layer: nn.Module) -> nn.Module | None:
+    return None if isinstance(layer, nn.Identity) else layer
+
+
+class ResNet(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        arch, block = config.spec, BLOCKS[config.block]
+        filters = config.filters()
+
+        def downsample(site: str, stride) -> tuple[nn.Module | None, object]:
+            """(the site's layer or None, the stride its convolutions take)."""
+            kind = config.site_kind(site)
+            options = {}
+            if kind == "diffstride":
+                options = {"smoothness_factor": config.smoothness, "shared_stride": config.shared_stride}
+            elif kind == "blur":
+                options = {"filter_size": config.blur_filter_size}
+            layer = build_downsample(kind, stride, **options)
+            return _layer_or_none(layer), getattr(layer, "conv_stride", 1)
+
+        stem_pool, stem_stride = downsample("stem", config.init_stride[0])
+        if block.stem_same_padding:
+            self.stem_conv = Conv2dSame(config.in_channels, filters[0], 3, stem_stride)
+        else:  # the first release pads by one on every side, then a 'valid' convolution
+            self.stem_conv = nn.Conv2d(config.in_channels, filters[0], 3, stride=stem_stride, padding=1, bias=False)
+        self.stem_pool = stem_pool
+        self.stem_bn = nn.BatchNorm2d(filters[0]) if block.stem_norm else None
+
+        self.stage_names = arch.stages[1:]
+        for i, name in enumerate(self.stage_names):
+            cin, cout = filters[i], filters[i + 1]
+            layers = []
+            if name in arch.sites:
+                pool, conv_stride = downsample(name, config.init_stride[i + 1])
+                layers.append(block(cin, cout, project=True, pool=pool, conv_stride=conv_stride))
+                cin = cout
+            layers += [block(cin, cout) for _ in range(arch.num_layers - len(layers))]
+            self.add_module(name, nn.Sequential(*layers))
+
+        self.head_bn = nn.BatchNorm2d(filters[-1]) if block.head_norm else None
+        self.head_pool = {"none": None, "spectral": SpectralPool2d(config.head_stride),
+                          "scale": ScaleHead(config.head_stride)}[config.head_pool]
+        self.fc = nn.Linear(filters[-1], config.num_classes)
+
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                he_normal_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, name) for name in self.stage_names]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The map global average pooling averages."""
+        x = self.stem_conv(x)
+        if self.stem_pool is not None:
+            x = self.stem_pool(x)
+        if self.stem_bn is not None:
+            x = torch.relu(self.stem_bn(x))
+        for stage in self.stages():
+            x = stage(x)
+        at = self.config.head_pool_at
+        if self.head_pool is not None and at == "before_norm":
+            x = self.head_pool(x)
+        if self.head_bn is not None:
+            x = torch.relu(self.head_bn(x))
+        if self.head_pool is not None and at == "after_norm":
+            x = self.head_pool(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(-2, -1)))
+
+    # --- DiffStride bookkeeping -------------------------------------------------------
+
+    def diffstride_layers(self) -> dict[str, DiffStride2d]:
+        return {name: m for name, m in self.named_modules() if isinstance(m, DiffStride2d)}
+
+    def stride_parameters(self) -> list[nn.Parameter]:
+        return [m.strides for m in self.diffstride_layers().values()]
+
+    def learned_strides(self) -> dict[str, list[float]]:
+        """Each DiffStride layer's current (vertical, horizontal) strides, by module name."""
+        return {name: list(m.current_strides()) for name, m in self.diffstride_layers().items()}
+
+    @torch.no_grad()
+    def constrain_strides(self) -> None:
+        """Project every stride onto its layer's limits; call after each optimizer step."""
+        for m in self.diffstride_layers().values():
+            m.constrain_()
+
+    @torch.no_grad()
+    def cost(self, image_size: Sequence[int] = (32, 32)) -> dict[str, float]:
+        """FLOPs and activation memory of one image's forward pass at the current strides.
+
+        DiffStride changes the feature-map sizes, so this is measured by a real forward
+        pass: convolution and dense FLOPs by torch's FlopCounterMode, FFT FLOPs estimated
+        as 2.5 N log2 N per real transform of N points, activation memory as the bytes of
+        every leaf module's output.
+        """
+        param = next(self.parameters())
+        x = torch.zeros(1, self.config.in_channels, *image_size, device=param.device, dtype=param.dtype)
+        fft_flops = 0.0
+        activation_bytes = 0
+
+        def count_fft(module, inputs, output):
+            nonlocal fft_flops
+            for t in (inputs[0], output):
+                n = t.shape[-2] * t.shape[-1]
+                fft_flops += 2.5 * t.shape[0] * t.shape[1] * n * math.log2(max(n, 2))
+
+        def count_activation(module, inputs, output):
+            nonlocal activation_bytes
+            if isinstance(output, torch.Tensor):
+                activation_bytes += output.numel() * output.element_size()
+
+        hooks = []
+        for module in self.modules():
+            if isinstance(module, (DiffStride2d, SpectralPool2d)):
+                hooks.append(module.register_forward_hook(count_fft))
+            if not list(module.children()):
+                hooks.append(module.register_forward_hook(count_activation))
+        was_training = self.training
+        self.eval()
+        try:
+            with FlopCounterMode(display=False) as counter:
+                self(x)
+        finally:
+            self.train(was_training)
+            for h in hooks:
+                h.remove()
+        dense_flops = float(counter.get_total_flops())
+        return {
+            "flops": dense_flops + fft_flops,
+            "conv_flops": dense_flops,
+            "fft_flops": fft_flops,
+            "activation_bytes": float(activation_bytes),
+        }
+
+
+def resnet(config: ModelConfig | None = None, **options) -> ResNet:
+    """The official ResNet of `config` (default: the HEAD ResNet-18, strided); `options`
+    are ModelConfig fields, overriding those of `config`."""
+    unknown = sorted(set(options) - set(ModelConfig.field_names()))
+    if unknown:
+        raise ValueError(f"unknown model option(s) {unknown}; known: {', '.join(ModelConfig.field_names())}")
+    if config is None:
+        return ResNet(ModelConfig(**options))
+    return ResNet(replace(config, **options) if options else config)
+
+
+def resnet18(**options) -> ResNet:
+    return resnet(**{"arch": "resnet18", **options})
+
+
+def resnet56(**options) -> ResNet:
+    return resnet(**{"arch": "resnet56", **options})
+
+
+def build_variant(name: str, **options) -> ResNet:
+    """A named variant of the papers (`VARIANTS`), with further option overrides."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}")
+    return resnet(**{**VARIANTS[name], **options})
