@@ -2,7 +2,9 @@
 
 Each comparison names a study, a treatment and a control arm ({run-table column: value}), the
 `by` columns that split it (one test per dataset and recipe, say), the paper's numbers per
-dataset and, optionally, reference numbers (the official DiffStride README's). Here they
+dataset and, optionally, reference numbers (the official DiffStride README's) with the
+`where` they were measured under (recipe, block, architecture): they stand beside a row only
+when its runs were trained that way. Here they
 become the claims table: one row per comparison and `by` combination, with the statistics
 and verdict of analysis.stats, every row in one family for the multiple-testing correction.
 The helpers that read the config (`analysis_settings`, `as_filters`, `select_runs`, ...) are
@@ -118,7 +120,8 @@ def claims_table(runs_table: pd.DataFrame, config: Mapping, *, rng: stats.Rng = 
     completed runs; delta and its bootstrap 95% CI (stats.compare); the p of delta = 0
     adjusted across all rows by the config's correction (`p_holm`, or `p_fdr_bh`); the verdict
     (stats.VERDICT_RULE). Appended: the other `by` columns, the control arm, the official
-    reference numbers (`reference_control` beside the paper's control), every other
+    reference numbers (`reference_control` beside the paper's control) where the row's runs
+    hold the reference's `where` (its recipe, block, architecture), every other
     statistic of stats.compare_runs, and a `note`. A dataset without a `paper` entry (e.g. the
     demo's synthetic data) has no claimed delta: its delta and p are still reported, and its
     verdict is "inconclusive", as stats.verdict rules for a missing claim.
@@ -178,7 +181,10 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: s
                                             metric=metric, **kwargs)
             except ValueError as err:
                 raise ValueError(f"comparison {name!r} at {labels}: {err}") from err
-        refs = reference.get(dataset) or {}
+        applies = reference_applies(reference, group)
+        refs = (reference.get(dataset) or {}) if applies else {}
+        if not applies and any(isinstance(v, Mapping) and k != "where" for k, v in reference.items()):
+            notes.append("reference numbers are for " + _describe(reference.get("where") or {}))
         reference_control = refs.get(control.get(VARIANT), np.nan)
         rows.append({
             "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
@@ -210,10 +216,22 @@ def claims_note(config: Mapping) -> str:
             + ".")
 
 
-def paper_numbers(config: Mapping, study: str) -> tuple[dict, dict]:
-    """({(dataset, variant): paper accuracy}, {(dataset, variant): reference accuracy}) from the
-    comparisons of `study` whose arms select a variant (one source of truth: the config)."""
-    paper, reference = {}, {}
+def reference_applies(reference: Mapping, runs: pd.DataFrame) -> bool:
+    """Whether a comparison's reference numbers describe these runs: there are runs, and
+    every one holds the reference's `where` ({run-table column: value}, e.g. its recipe,
+    block and architecture). A reference measured under another recipe or network is not a
+    baseline for these runs, so its numbers are left out rather than shown beside them."""
+    where = as_filters(reference.get("where") or {})
+    if runs.empty or not where or any(c not in runs.columns for c in where):
+        return False
+    return len(select_runs(runs, where)) == len(runs)
+
+
+def paper_numbers(config: Mapping, study: str) -> tuple[dict, list[tuple[Mapping, dict]]]:
+    """({(dataset, variant): paper accuracy}, [(reference, {(dataset, variant): accuracy})])
+    from the comparisons of `study` whose arms select a variant (one source of truth: the
+    config); each reference keeps its spec, for `reference_applies`."""
+    paper, references = {}, []
     for spec in (config.get("comparisons") or {}).values():
         if spec.get("study") != study:
             continue
@@ -222,7 +240,18 @@ def paper_numbers(config: Mapping, study: str) -> tuple[dict, dict]:
                 variant = (spec.get(arm) or {}).get(VARIANT)
                 if variant is not None and arm in numbers:
                     paper[(dataset, as_cell(variant))] = numbers[arm]
-        for dataset, numbers in (spec.get("reference") or {}).items():
-            if isinstance(numbers, Mapping):
-                reference.update({(dataset, v): acc for v, acc in numbers.items()})
-    return paper, reference
+        reference = spec.get("reference") or {}
+        numbers = {(dataset, v): acc for dataset, accs in reference.items() if isinstance(accs, Mapping)
+                   and dataset != "where" for v, acc in accs.items()}
+        if numbers and all(r is not reference for r, _ in references):
+            references.append((reference, numbers))
+    return paper, references
+
+
+def reference_number(references: list[tuple[Mapping, dict]], dataset: str, variant: str,
+                     runs: pd.DataFrame) -> float:
+    """The reference accuracy of (dataset, variant) that applies to `runs`, else NaN."""
+    for reference, numbers in references:
+        if (dataset, variant) in numbers and reference_applies(reference, runs):
+            return numbers[(dataset, variant)]
+    return np.nan

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +151,22 @@ def in_study(table: pd.DataFrame, study: str) -> pd.DataFrame:
     """The runs that belong to `study` (a run can belong to several: `studies` is ";"-joined)."""
     member = table["studies"].fillna("").str.split(";").map(lambda names: study in names)
     return table[member.astype(bool)]
+
+
+def variant_studies(config: Mapping) -> list[str]:
+    """The studies tabulated variant by variant (a table and an accuracy figure each): those
+    that vary `variant` and are no sweep's study (a sweep has its own table and figure)."""
+    swept = {spec.get("study") for spec in (config.get("sweeps") or {}).values()}
+    return [name for name, study in (config.get("studies") or {}).items()
+            if VARIANT in ((study or {}).get("vary") or {}) and name not in swept]
+
+
+def study_rows(config: Mapping, study: str, table: pd.DataFrame) -> list[str]:
+    """The run-table columns that split a variant study beside dataset and variant: the
+    recipe, then every other key the study varies (e.g. `model.arch`)."""
+    varied = ((config.get("studies") or {}).get(study) or {}).get("vary") or {}
+    columns = [RECIPE, *(k for k in varied if k not in (DATASET, VARIANT, RECIPE))]
+    return [c for c in columns if c in table.columns]
 
 
 def status_counts(table: pd.DataFrame, by: Sequence[str] = (DATASET,)) -> pd.DataFrame:

@@ -6,7 +6,9 @@
 
 writes, under --out, `<name>.png` and `<name>.pdf` for
 - `pooling_accuracy`: the metric per variant, every seed a point, mean and t 95% CI, one
-  panel per dataset (columns) and recipe (rows) of the pooling study;
+  panel per dataset (columns) and recipe (rows) of the pooling study; `<study>_accuracy`
+  the same for every other variant study (e.g. `first_release`, `arch`, whose rows are
+  recipe and architecture);
 - `learning_curves`: mean test accuracy per epoch with its t 95% band, per variant;
 - `stride_trajectories`: each DiffStride layer's learned stride per epoch, mean over seeds;
 - `accuracy_flops`: mean accuracy (t 95% CI) against mean MFLOPs (± std) per variant;
@@ -38,9 +40,9 @@ from scipy import stats as scipy_stats  # noqa: E402
 
 from analysis import stats  # noqa: E402
 from analysis.collect import (  # noqa: E402
-    DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table)
+    DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table, study_rows, variant_studies)
 from analysis.claims import (  # noqa: E402
-    analysis_settings, as_cell, completed_runs, paper_numbers)
+    analysis_settings, as_cell, completed_runs, paper_numbers, reference_number)
 from analysis.tables import POOLING_STUDY, level_order  # noqa: E402
 
 COLUMN_WIDTH = 3.5  # inches; two columns or fewer per figure keep to it
@@ -137,29 +139,34 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
                    metric: str = "test_accuracy",
                    config: Mapping | None = None) -> plt.Figure | None:
     """The metric (%) per variant: every completed seed a point, the mean with its t 95% CI
-    in black; panels per dataset (columns) and recipe (rows). With the workflow `config`, the
-    paper's single runs (red x) and the official reference numbers (grey square) of the
+    in black; panels per dataset (columns) and recipe (rows; with the workflow `config`, one
+    row per combination of the recipe and the study's other axes, e.g. the architecture).
+    With the config, the paper's single runs (red x) and the official reference numbers
+    (grey square, only where the panel's runs were trained as the reference was) of the
     study's comparisons stand beside the variants they name."""
     runs = in_study(runs_table, study)
     if VARIANT not in runs.columns or completed_runs(runs, metric).empty:
         return None
-    paper, reference = paper_numbers(config or {}, study)
-    marks = ((paper, dict(marker="x", color="tab:red", label="paper (single run)")),
-             (reference, dict(marker="s", facecolors="none", edgecolors="0.4",
-                              label="official DiffStride")))
+    paper, references = paper_numbers(config or {}, study)
+    paper_style_ = dict(marker="x", color="tab:red", label="paper (single run)")
+    reference_style = dict(marker="s", facecolors="none", edgecolors="0.4", label="official DiffStride")
     colours = palette(_values(runs_table, VARIANT))
-    recipes, datasets = _values(runs, RECIPE), _values(runs, DATASET)
+    row_columns = study_rows(config or {}, study, runs) if config else [RECIPE]
+    rows = [tuple(r) for r in runs[row_columns].drop_duplicates().itertuples(index=False)] \
+        if row_columns else [()]
+    datasets = _values(runs, DATASET)
     rng = np.random.default_rng(0)  # jitter: the same figure from the same runs
     with paper_style():
-        fig, axes = _grid(len(recipes), len(datasets))
-        panels = [(i, recipe, j, dataset) for i, recipe in enumerate(recipes)
+        fig, axes = _grid(len(rows), len(datasets))
+        panels = [(i, row, j, dataset) for i, row in enumerate(rows)
                   for j, dataset in enumerate(datasets)]
-        for i, recipe, j, dataset in panels:
-            ax, panel = axes[i, j], _where(runs, **{RECIPE: recipe, DATASET: dataset})
+        for i, row, j, dataset in panels:
+            ax, panel = axes[i, j], _where(runs, **dict(zip(row_columns, row)), **{DATASET: dataset})
             variants = _values(panel, VARIANT)
             summary = stats.summarise(panel, VARIANT, metric).set_index(VARIANT)
             for x, variant in enumerate(variants):
-                done = completed_runs(_where(panel, **{VARIANT: variant}), metric)[metric] * 100
+                arm = _where(panel, **{VARIANT: variant})
+                done = completed_runs(arm, metric)[metric] * 100
                 ax.scatter(x + rng.uniform(-0.15, 0.15, len(done)), done, s=6, alpha=0.6,
                            color=colours[variant], linewidths=0)
                 cell = summary.loc[variant]
@@ -168,13 +175,14 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
                 yerr = [[mean - low], [high - mean]] if np.isfinite(low) else None
                 ax.errorbar(x, mean, yerr=yerr, fmt="D", color="black", ms=3, capsize=2,
                             elinewidth=0.8, zorder=3, label="mean, 95% CI")
-                for numbers, style in marks:
-                    if (dataset, variant) in numbers:
-                        ax.scatter(x + 0.3, numbers[(dataset, variant)] * 100, s=12,
-                                   linewidths=0.8, zorder=4, **style)
+                marks = ((paper.get((dataset, variant), np.nan), paper_style_),
+                         (reference_number(references, dataset, variant, arm), reference_style))
+                for value, style in marks:
+                    if np.isfinite(value):
+                        ax.scatter(x + 0.3, value * 100, s=12, linewidths=0.8, zorder=4, **style)
             labels = [_tick_label(v, summary.loc[v]) for v in variants]
             ax.set_xticks(range(len(variants)), labels, rotation=45, ha="right")
-        _label_grid(axes, recipes, datasets, xlabel="", ylabel=_metric_label(metric))
+        _label_grid(axes, rows, datasets, xlabel="", ylabel=_metric_label(metric))
         sns.despine(fig)
         _legend(fig)
     return fig
@@ -400,6 +408,10 @@ def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: 
                                                      study=pooling_study, metric=metric),
         "accuracy_flops": lambda: flops_figure(runs_table, study=pooling_study, metric=metric),
     }
+    for study in variant_studies(config):
+        if study != pooling_study:
+            builders[f"{study}_accuracy"] = lambda study=study: pooling_figure(
+                runs_table, study=study, metric=metric, config=config)
     for name, spec in (config.get("sweeps") or {}).items():
         builders[name] = lambda spec=spec: sweep_figure(runs_table, spec, metric=metric)
     written = {}

@@ -8,7 +8,9 @@ writes, under --out, `<name>.csv`, `<name>.md` and `<name>.tex` for
 - `claims`: one row per comparison of `comparisons` and combination of its `by` columns:
   the paper's numbers, the treatment arm over seeds, delta with its bootstrap CI, the
   family-adjusted p and the verdict of `analysis.stats.VERDICT_RULE`;
-- `pooling`: accuracy, cost and time per recipe, dataset and variant of the pooling study;
+- one table per variant study (`pooling`, and any other study that varies `variant` and is
+  no sweep's, e.g. `first_release`, `arch`): accuracy, cost and time per recipe (and the
+  study's other axes), dataset and variant;
 - one table per entry of `sweeps` (e.g. `smoothness`, `placement`, `init_stride`): each level
   against the sweep's default, per combination of the sweep's `by` columns;
 - `status`: runs per study, dataset and status (completed, diverged, missing, corrupt).
@@ -43,9 +45,12 @@ from analysis.claims import (  # noqa: F401  (claims_table and CLAIM_COLUMNS: ta
     group_runs,
     p_column,
     paper_numbers,
+    reference_number,
     require_columns,
+    select_runs,
 )
-from analysis.collect import DATASET, RECIPE, VARIANT, in_study, read_runs_table, status_counts
+from analysis.collect import (DATASET, RECIPE, VARIANT, in_study, read_runs_table, status_counts, study_rows,
+                              variant_studies)
 
 POOLING_STUDY = "pooling"
 
@@ -70,13 +75,14 @@ def _in_config_study(runs_table: pd.DataFrame, config: Mapping, study: str) -> s
 
 def pooling_table(runs_table: pd.DataFrame, config: Mapping, *, study: str = POOLING_STUDY,
                   rng: stats.Rng = 0) -> pd.DataFrame:
-    """Per recipe, dataset and variant of `study`: the metric's n, mean, std and t 95% CI over
-    completed runs (with diverged and excluded counts), the paper's and the official
-    reference's numbers, parameters, MFLOPs at the learned strides, training hours and
-    throughput (means over completed runs)."""
+    """Per recipe (and any other key the study varies, e.g. the architecture), dataset and
+    variant of `study`: the metric's n, mean, std and t 95% CI over completed runs (with
+    diverged and excluded counts), the paper's numbers and the official reference's where
+    its recipe and network are the row's, parameters, MFLOPs at the learned strides,
+    training hours and throughput (means over completed runs)."""
     _, _, metric = analysis_settings(config)
     runs = in_study(runs_table, study)
-    by = [c for c in (RECIPE, DATASET, VARIANT) if c in runs.columns]
+    by = [*study_rows(config, study, runs), *(c for c in (DATASET, VARIANT) if c in runs.columns)]
     summary = stats.summarise(runs, by, metric, rng=rng)
     done = runs[runs["status"] == "completed"]
     wanted = {"params": ("params", "median", 1), "mflops": ("flops", "mean", 1e6),
@@ -89,11 +95,13 @@ def pooling_table(runs_table: pd.DataFrame, config: Mapping, *, study: str = POO
             table = table.merge(values.rename(name).reset_index(), on=by, how="left")
         else:
             table[name] = np.nan
-    paper, reference = paper_numbers(config, study)
-    key = [(r.get(DATASET, ""), r.get(VARIANT, "")) for r in table.to_dict("records")]
+    paper, references = paper_numbers(config, study)
+    records = table.to_dict("records")
+    key = [(r.get(DATASET, ""), r.get(VARIANT, "")) for r in records]
     table["accuracy_pct"] = [_pct(m, s) for m, s in zip(table["mean"], table["std"])]
     table["paper"] = [paper.get(k, np.nan) for k in key]
-    table["reference"] = [reference.get(k, np.nan) for k in key]
+    table["reference"] = [reference_number(references, *k, select_runs(runs, {c: r[c] for c in by}))
+                          for k, r in zip(key, records)]
     table = table.rename(columns={"t_ci_low": "ci_low", "t_ci_high": "ci_high"})
     columns = [*by, "n", "n_runs", "n_diverged", "n_excluded", "mean", "std", "ci_low",
                "ci_high", "accuracy_pct", "paper", "reference", "params", "mflops",
@@ -250,16 +258,19 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
                                         columns=shown, note=claims_note(config))
     else:
         print("note: the config has no comparisons; claims table skipped")
-    if skip := _in_config_study(runs_table, config, pooling_study):
-        print(f"note: {skip}; pooling table skipped")
-    else:
-        shown = ["recipe", "dataset", "variant", "accuracy_pct", "n", "n_runs", "n_diverged",
-                 "paper", "reference", "params", "mflops", "train_time_h"]
+    for study in variant_studies(config) or [pooling_study]:
+        if skip := _in_config_study(runs_table, config, study):
+            print(f"note: {skip}; {study} table skipped")
+            continue
+        table = pooling_table(runs_table, config, study=study)
+        shown = [*(LABELS.get(c, c) for c in study_rows(config, study, in_study(runs_table, study))),
+                 "dataset", "variant", "accuracy_pct", "n", "n_runs", "n_diverged", "paper", "reference",
+                 "params", "mflops", "train_time_h"]
         note = (f"{metric} mean ± std (%) over the n completed runs of n_runs (the others "
                 "diverged, are missing or corrupt); paper: the hybrid paper's single runs; "
-                "reference: the official DiffStride numbers.")
-        written["pooling"] = write_table(pooling_table(runs_table, config, study=pooling_study),
-                                         out / "pooling", columns=shown, note=note)
+                "reference: the official DiffStride numbers, shown only where the rows' runs "
+                "were trained as the reference was (its recipe, block and architecture).")
+        written[study] = write_table(table, out / study, columns=shown, note=note)
     for name, spec in (config.get("sweeps") or {}).items():
         if skip := _in_config_study(runs_table, config, spec["study"]):
             print(f"note: {skip}; sweep table {name!r} skipped")

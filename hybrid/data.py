@@ -71,6 +71,16 @@ class DataConfig:
             raise ValueError("dataset.synthetic_train and dataset.synthetic_test must be >= 1")
 
 
+SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+
+
+def split_sizes(config: DataConfig) -> tuple[int, int]:
+    """(training images after the validation carve, test images) of `config`, without
+    loading anything (the carve rounds per class, so this is within a class count of it)."""
+    train, test = SPLIT_SIZES.get(config.name, (config.synthetic_train, config.synthetic_test))
+    return train - round(train * config.val_fraction), test
+
+
 @dataclass
 class Splits:
     train_images: torch.Tensor  # uint8 (N, 3, 32, 32), on the device

@@ -15,6 +15,7 @@ run id is a hash of the resolved config, so a shared run trains once, and a conf
 that leaves a run unchanged leaves its id (and its finished result) alone.
 
     python -m hybrid.studies CONFIG.yaml [--runs-csv results/runs.csv]   # list the runs
+    python -m hybrid.studies CONFIG.yaml --cost [--tflops 40]            # what they cost
 """
 
 from __future__ import annotations
@@ -262,7 +263,14 @@ def config_schema() -> dict:
                         "control": {"type": "object"},
                         "by": strings,
                         "paper": {"type": "object"},
-                        "reference": {"type": "object"},
+                        "reference": {
+                            "type": "object",
+                            "description": "numbers measured elsewhere, per dataset and variant, with the "
+                                           "run-table values they were measured under (`where`)",
+                            "required": ["source", "where"],
+                            "properties": {"source": {"type": "string"}, "where": {"type": "object"}},
+                            "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}},
+                        },
                     },
                 },
             },
@@ -300,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("config", type=Path, nargs="?")
     parser.add_argument("--runs-csv", type=Path, default=None, help="also write the runs table here")
     parser.add_argument("--schema", action="store_true", help="print the config's JSON schema (YAML) and exit")
+    parser.add_argument("--cost", action="store_true", help="print runs, images, FLOPs and GPU-hours per study")
+    parser.add_argument("--tflops", type=float, default=None, help="effective TFLOP/s per GPU for --cost (an assumption)")
     args = parser.parse_args(argv)
     if args.schema:
         print(SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False), end="")
@@ -309,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = resolve_runs(yaml.safe_load(args.config.read_text()))
     if args.runs_csv:
         write_runs_csv(runs, args.runs_csv)
+    if args.cost:
+        from hybrid.cost import DEFAULT_TFLOPS, print_costs
+
+        print_costs(runs, args.tflops or DEFAULT_TFLOPS)
+        return
     for run in runs:
         print(run.run_id, run.name, ",".join(run.studies))
     print(f"{len(runs)} runs")

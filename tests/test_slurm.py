@@ -85,7 +85,7 @@ def test_tiny_study_runs_through_slurm(tmp_path):
     assert proc.returncode == 0, f"snakemake --profile slurm failed:\n{proc.stdout[-8000:]}"
 
     results = sorted((tmp_path / "results" / "runs").glob("*/result.json"))
-    assert len(results) == 8, f"expected the tiny study's 8 runs, found {[p.parent.name for p in results]}"
+    assert len(results) == 10, f"expected the tiny study's 10 runs, found {[p.parent.name for p in results]}"
     job_ids = set()
     for path in results:
         result = json.loads(path.read_text())
@@ -93,5 +93,5 @@ def test_tiny_study_runs_through_slurm(tmp_path):
         # set by Slurm inside the job: the run trained in a Slurm allocation, not locally
         assert result["slurm_job_id"], f"{path}: no SLURM_JOB_ID, the run did not go through Slurm"
         job_ids.add(result["slurm_job_id"])
-    assert len(job_ids) == 8, f"one Slurm job per run (group-components train=1), got {sorted(job_ids)}"
+    assert len(job_ids) == 10, f"one Slurm job per run (group-components train=1), got {sorted(job_ids)}"
     assert any(slurm_logs.rglob("*.log")), f"no Slurm job logs under {slurm_logs}"

@@ -16,17 +16,21 @@ PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 def test_demo_runs_are_unique_and_shared_between_studies():
     runs = resolve_runs(DEMO)
     ids = [r.run_id for r in runs]
-    assert len(ids) == len(set(ids)) == 42
-    # DiffStride at the default settings belongs to four studies and trains once per seed.
+    assert len(ids) == len(set(ids)) == 39
+    # DiffStride at the default settings belongs to four studies and trains once per seed
+    # (the sweeps run seeds 0 and 1, the pooling study 0, 1 and 2).
     shared = [r for r in runs if r.variant == "diffstride" and len(r.studies) == 4]
-    assert len(shared) == 3 and set(shared[0].studies) == {"pooling", "placement", "smoothness", "init_stride"}
+    assert len(shared) == 2 and set(shared[0].studies) == {"pooling", "placement", "smoothness", "init_stride"}
 
 
 def test_paper_config_covers_the_issue_grid():
     runs = resolve_runs(PAPER)
     rows = runs_table(runs)
     pooling = [r for r in rows if "pooling" in r["studies"].split(";")]
-    assert {r["variant"] for r in pooling} == {"strided", "max", "blur", "spectral", "diffstride", "hybrid"}
+    assert {r["variant"] for r in pooling} == {"strided", "max", "blur", "spectral", "diffstride", "hybrid",
+                                              "hybrid-after-norm", "scale-control", "hybrid-layer4"}
+    assert {r["model.block"] for r in pooling} == {"preact"} and {r["model.arch"] for r in pooling} == {"resnet18"}
+    assert {r["model.arch"] for r in rows if "arch" in r["studies"]} == {"resnet18", "resnet56"}
     assert {r["train.recipe"] for r in pooling} == {"hybrid-paper", "official-diffstride"}
     assert {r["dataset.name"] for r in rows} == {"cifar10", "cifar100"}
     assert len({r["seed"] for r in rows}) >= 5
@@ -39,11 +43,12 @@ def test_an_unrelated_edit_keeps_every_existing_run_id():
     before = {r.run_id for r in resolve_runs(DEMO)}
     edited = copy.deepcopy(DEMO)
     edited["studies"]["smoothness"]["vary"]["model.smoothness"].append(16)
-    edited["studies"]["lr"] = {"fixed": {"variant": "strided"}, "vary": {"train.lr": [0.01, 0.02]}}
+    edited["studies"]["lr"] = {"fixed": {"variant": "strided"}, "vary": {"train.lr": [0.01, 0.05]}}
     after = {r.run_id for r in resolve_runs(edited)}
     assert before < after
-    # 6 new smoothness runs; of the lr study, lr 0.02 is the base's and already runs.
-    assert len(after - before) == 6 + 3
+    # 4 new smoothness runs (2 variants, 2 seeds); of the lr study, lr 0.05 is the base's and
+    # already runs (the pooling study's strided runs).
+    assert len(after - before) == 4 + 3
 
 
 def test_numbers_spelled_differently_are_the_same_run():
@@ -82,6 +87,43 @@ def test_runs_table_has_every_varied_key_for_every_run():
     assert axis_value(["stem", "layer2"]) == "stem+layer2" and axis_value(4.0) == "4" and axis_value(0.5) == "0.5"
 
 
+def test_runs_csv_always_says_what_a_run_trains_on_and_how():
+    rows = runs_table(resolve_runs(DEMO))
+    assert {"dataset.name", "train.recipe", "model.arch", "model.block"} <= set(rows[0])
+    first = {r["model.block"] for r in rows if r["studies"] == "first_release"}
+    assert first == {"postact"}
+
+
+def test_per_site_kinds_and_stride_pairs_are_study_axes():
+    config = copy.deepcopy(DEMO)
+    config["studies"] = {"sites": {"fixed": {"variant": "diffstride"}, "vary": {
+        "model.site_kinds": [{}, {"layer4": "spectral"}, {"layer3": "spectral", "layer4": "spectral"}],
+        "model.init_stride": [[1, 1, 2, 2, 2], [1, 1, [2, 3], 2, 2]]}}}
+    runs = resolve_runs(config)
+    assert len(runs) == 3 * 2 * 3
+    levels = {(axis_value(r.axes["model.site_kinds"]), axis_value(r.axes["model.init_stride"])) for r in runs}
+    assert ("layer3=spectral+layer4=spectral", "1+1+2x3+2+2") in levels and ("none", "1+1+2+2+2") in levels
+
+
+def test_cost_estimate_counts_what_the_loop_trains(capsys):
+    from hybrid.cost import run_cost, study_costs
+    from hybrid.models import resnet
+    from hybrid.studies import main
+
+    runs = resolve_runs(DEMO)
+    strided = next(r for r in runs if r.variant == "strided" and r.studies == ["pooling", "init_stride"])
+    cost = run_cost(strided.config)
+    t = strided.config.train
+    assert cost.images == t.epochs * 16 * 32  # 512 images, batch 32
+    forward = resnet(strided.config.model).cost()["flops"]
+    assert cost.train_flops == pytest.approx(forward * (3 * cost.images + t.epochs * 256))
+    rows = {r["study"]: r for r in study_costs(runs)}
+    assert rows["total (each run once)"]["runs"] == len(runs)
+    assert rows["pooling"]["runs"] == 21
+    main([str(ROOT / "config" / "demo.yaml"), "--cost", "--tflops", "10"])
+    assert "assumed 10 effective TFLOP/s" in capsys.readouterr().out
+
+
 def test_schema_file_is_generated_from_the_dataclasses():
     written = (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
     assert written == SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False), (
@@ -111,8 +153,10 @@ def test_the_analysis_spells_config_values_as_runs_csv_does():
     # import the training package: this keeps the two spellings of one rule equal.
     from analysis.claims import as_cell
 
-    for value in [4, 4.0, 0.5, 16.0, 1e-3, "none", True, ["stem", "layer2"], [1, 1, 3.0, 2, 3], -2.0, 0.0]:
+    for value in [4, 4.0, 0.5, 16.0, 1e-3, "none", True, ["stem", "layer2"], [1, 1, 3.0, 2, 3], -2.0, 0.0,
+                  [1.5, 1, [1.7, 2.3], 2.5, (2.9, 1.6)], {"layer4": "spectral"}, {}, {"stem": "blur", "layer4": "max"}]:
         assert as_cell(value) == axis_value(value), value
+    assert axis_value([1.5, 1, [1.7, 2.3], 2.5]) == "1.5+1+1.7x2.3+2.5" and axis_value({"layer4": "spectral"}) == "layer4=spectral"
 
 
 def test_the_report_caption_states_the_verdict_rule_of_the_code():

@@ -25,7 +25,7 @@ CONFIG = {
         "control": {"variant": "diffstride"}, "by": ["dataset.name", "train.recipe"],
         "paper": {"cifar10": {"treatment": 0.9334, "control": 0.924},
                   "cifar100": {"treatment": 0.7382, "control": 0.706}},
-        "reference": {"source": "official DiffStride README",
+        "reference": {"source": "official DiffStride README", "where": {"train.recipe": "hybrid-paper"},
                       "cifar10": {"strided": 0.9106, "spectral": 0.9349, "diffstride": 0.9420},
                       "cifar100": {"strided": 0.6575, "spectral": 0.7286,
                                    "diffstride": 0.7608}}}},
@@ -135,6 +135,42 @@ def test_pooling_table_per_variant(pooling_runs):
     assert row["train_time_h"] == 1.0
     assert row["accuracy_pct"] == f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}"
     assert table.loc[("cifar100", "hybrid"), ["n", "n_diverged"]].tolist() == [N - 1, 1]
+
+
+def test_reference_numbers_stand_only_beside_runs_trained_as_they_were(pooling_runs):
+    # The official README's numbers come from its own recipe and network: a row of another
+    # recipe gets none (and a note saying why), a row of that recipe gets them.
+    official = pooling_runs.assign(**{"train.recipe": "official-diffstride"})
+    runs = pd.concat([pooling_runs, official], ignore_index=True)
+    config = {**CONFIG, "comparisons": {"hybrid_vs_diffstride": {
+        **CONFIG["comparisons"]["hybrid_vs_diffstride"],
+        "reference": {**CONFIG["comparisons"]["hybrid_vs_diffstride"]["reference"],
+                      "where": {"train.recipe": "official-diffstride", "model.block": "preact"}}}}}
+    runs["model.block"] = "preact"
+    claims = claims_table(runs, config).set_index(["dataset", "recipe"])
+    assert claims.loc[("cifar10", "official-diffstride"), "reference_control"] == 0.9420
+    assert np.isnan(claims.loc[("cifar10", "hybrid-paper"), "reference_control"])
+    assert "reference numbers are for train.recipe=official-diffstride, model.block=preact" in \
+        claims.loc[("cifar10", "hybrid-paper"), "note"]
+    table = pooling_table(runs, config).set_index(["recipe", "dataset", "variant"])
+    assert table.loc[("official-diffstride", "cifar10", "diffstride"), "reference"] == 0.9420
+    assert np.isnan(table.loc[("hybrid-paper", "cifar10", "diffstride"), "reference"])
+    # A run of another network under the same recipe is no match either.
+    runs.loc[runs["train.recipe"] == "official-diffstride", "model.block"] = "postact"
+    claims = claims_table(runs, config).set_index(["dataset", "recipe"])
+    assert np.isnan(claims.loc[("cifar10", "official-diffstride"), "reference_control"])
+
+
+def test_a_variant_study_splits_by_its_other_axes(pooling_runs):
+    resnet56 = pooling_runs.assign(**{"model.arch": "resnet56", "test_accuracy": pooling_runs["test_accuracy"] - 0.1})
+    runs = pd.concat([pooling_runs.assign(**{"model.arch": "resnet18"}), resnet56], ignore_index=True)
+    runs["studies"] = "arch"
+    config = {**CONFIG, "studies": {"arch": {"vary": {"model.arch": ["resnet18", "resnet56"],
+                                                      "variant": ["diffstride", "hybrid"]}}}}
+    table = pooling_table(runs, config, study="arch").set_index(["model.arch", "dataset", "variant"])
+    assert list(table.columns[:1]) == ["recipe"]
+    gap = table.loc[("resnet18", "cifar10", "hybrid"), "mean"] - table.loc[("resnet56", "cifar10", "hybrid"), "mean"]
+    assert gap == pytest.approx(0.1)
 
 
 def smoothness_runs() -> pd.DataFrame:

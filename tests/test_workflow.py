@@ -41,8 +41,12 @@ def finished(tmp_path_factory):
 def test_every_rule_runs_and_the_report_is_written(finished):
     results = finished / "results"
     runs = pd.read_csv(results / "runs.csv")
-    assert len(runs) == 8  # 3 pooling variants + 2 smoothness levels, minus the shared run, x 2 seeds
+    # 3 pooling variants + 1 first-release variant + 2 smoothness levels, minus the shared run, x 2 seeds
+    assert len(runs) == 10
     assert runs["studies"].str.contains("pooling;smoothness").sum() == 2
+    assert {"model.arch", "model.block", "train.recipe"} <= set(runs.columns)
+    first = runs[runs["studies"] == "first_release"]
+    assert set(first["model.block"]) == {"postact"} and set(first["train.recipe"]) == {"diffstride-first-release"}
     for run_id in runs["run_id"]:
         assert (results / "runs" / run_id / "result.json").exists()
         assert (results / "runs" / run_id / "run.yaml").exists()
@@ -52,8 +56,11 @@ def test_every_rule_runs_and_the_report_is_written(finished):
     claims = pd.read_csv(results / "tables" / "claims.csv")
     assert list(claims.columns[:12]) == ["claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n",
                                          "delta", "ci_low", "ci_high", "p_holm", "verdict"]
-    for name in ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops", "smoothness"):
+    for name in ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops", "smoothness",
+                 "first_release_accuracy"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000
+    first_release = pd.read_csv(results / "tables" / "first_release.csv")
+    assert list(first_release["variant"]) == ["strided"] and list(first_release["n"]) == [2]
     report = (results / "report.html").read_text()
     assert "Claims" in report and "smoothness" in report
     assert (results / "mlflow.db").exists()
@@ -101,7 +108,17 @@ def test_the_paper_study_plans_every_run():
     assert dry.returncode == 0, dry.stderr[-2000:]
     from hybrid.studies import resolve_runs
 
-    assert job_counts(dry.stdout)["train"] == len(resolve_runs(paper)) == 320
+    runs = resolve_runs(paper)
+    assert job_counts(dry.stdout)["train"] == len(runs) == 500  # as config/config.yaml's comment says
+    assert {s for run in runs for s in run.studies} == {"pooling", "first_release", "arch", "placement",
+                                                         "smoothness", "init_stride"}
+    # The paper's question is asked on the official networks: HEAD's pre-activation net under
+    # both pooling recipes, the first release's post-activation net under its own.
+    blocks = {(run.config.train.recipe, run.config.model.block) for run in runs}
+    assert blocks == {("hybrid-paper", "preact"), ("official-diffstride", "preact"),
+                      ("diffstride-first-release", "postact")}
+    variants = {run.variant for run in runs if "pooling" in run.studies}
+    assert {"hybrid", "hybrid-after-norm", "scale-control", "hybrid-layer4"} <= variants
 
 
 def test_lint_is_clean():
@@ -124,5 +141,5 @@ def test_the_report_renders_in_a_headless_browser(finished, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for category in ("1. Claims", "2. Pooling variants", "4. Smoothness", "6. Runs"):
+    for category in ("1. Claims", "2. Pooling variants", "3. First release", "6. Smoothness", "8. Runs"):
         assert category in dom.stdout, category

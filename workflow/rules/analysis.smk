@@ -37,7 +37,7 @@ rule collect:
         table=report(
             f"{RESULTS}/runs_table.csv",
             caption="../report/runs_table.rst",
-            category="6. Runs",
+            category=RUNS_CATEGORY,
             labels={"name": "runs_table", "type": "table (CSV)"},
         ),
         history=f"{RESULTS}/history_table.csv",
@@ -62,7 +62,7 @@ rule tables:
         [
             report(
                 f"{RESULTS}/tables/{name}.html",
-                caption=f"../report/table_{name if name in CAPTIONED else 'sweep'}.rst",
+                caption=_caption("table", name),
                 category=category,
                 labels={"name": name, "type": "table"},
             )
@@ -90,7 +90,7 @@ rule figures:
         [
             report(
                 f"{RESULTS}/figures/{name}.png",
-                caption=f"../report/figure_{name if name in CAPTIONED else 'sweep'}.rst",
+                caption=_caption("figure", name),
                 category=category,
                 labels={"name": name, "type": "figure"},
             )

@@ -49,29 +49,48 @@ def data_ready(wildcards):
 
 
 # The analysis' outputs, from the config: the report files each under a category, in the
-# order the report lists them (the verdicts first).
-STUDY_CATEGORY = {"pooling": "2. Pooling variants", "placement": "3. Placement",
-                  "smoothness": "4. Smoothness", "init_stride": "5. Initial strides"}
+# order the report lists them (the verdicts first). A variant study (one that varies
+# `variant` and is no sweep's) gets a table and an accuracy figure; a sweep its own.
+from analysis.collect import variant_studies  # noqa: E402
+
+STUDY_CATEGORY = {"pooling": "2. Pooling variants", "first_release": "3. First release",
+                  "arch": "4. Architectures", "placement": "5. Placement",
+                  "smoothness": "6. Smoothness", "init_stride": "7. Initial strides"}
+RUNS_CATEGORY = "8. Runs"
 CAPTIONED = {"claims", "status", "pooling", "pooling_accuracy", "learning_curves",
-             "stride_trajectories", "accuracy_flops", "placement", "smoothness", "init_stride"}
+             "stride_trajectories", "accuracy_flops", "placement", "smoothness", "init_stride",
+             "first_release", "first_release_accuracy", "arch", "arch_accuracy"}
+VARIANT_STUDIES = variant_studies(config)
+
+
+def _category(study):
+    return STUDY_CATEGORY.get(study, f"7. {study}")
 
 
 def _sweep_category(name):
-    return STUDY_CATEGORY.get(config["sweeps"][name]["study"], f"5. {name}")
+    return _category(config["sweeps"][name]["study"])
 
 
 TABLES = {}
 if config.get("comparisons"):
     TABLES["claims"] = "1. Claims"
-if "pooling" in config["studies"]:
-    TABLES["pooling"] = STUDY_CATEGORY["pooling"]
+TABLES.update({study: _category(study) for study in VARIANT_STUDIES})
 TABLES.update({name: _sweep_category(name) for name, spec in (config.get("sweeps") or {}).items()
                if spec["study"] in config["studies"]})
-TABLES["status"] = "6. Runs"
+TABLES["status"] = RUNS_CATEGORY
 
 FIGURES = {name: STUDY_CATEGORY["pooling"] for name in
            ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops")}
+FIGURES.update({f"{study}_accuracy": _category(study) for study in VARIANT_STUDIES if study != "pooling"})
 FIGURES.update({name: _sweep_category(name) for name in (config.get("sweeps") or {})})
+
+
+def _caption(kind, name):
+    """The report caption of a table or figure: its own, else the generic one of its kind."""
+    if name in CAPTIONED:
+        return f"../report/{kind}_{name}.rst"
+    generic = "variants" if name.removesuffix("_accuracy") in VARIANT_STUDIES else "sweep"
+    return f"../report/{kind}_{generic}.rst"
 
 
 def analysis_outputs():
