@@ -92,10 +92,10 @@ def _print(title: str, rows: list[tuple[str, float]], baseline: str, per_item: i
     base = dict(rows)[baseline]
     print(f"\n{title}")
     extra = f" {'images/s':>10}" if per_item else ""
-    print(f"{'':<12} {'ms':>9} {'x ' + baseline:>11}{extra}")
+    print(f"{'':<18} {'ms':>9} {'x ' + baseline:>11}{extra}")
     for name, seconds in rows:
         rate = f" {per_item / seconds:>10.0f}" if per_item else ""
-        print(f"{name:<12} {seconds * 1e3:>9.2f} {seconds / base:>11.2f}{rate}")
+        print(f"{name:<18} {seconds * 1e3:>9.2f} {seconds / base:>11.2f}{rate}")
 
 
 def main(argv: list[str] | None = None) -> None:

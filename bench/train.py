@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         for amp, channels_last in settings:
             rates = {v: images_per_s(v, args, amp, channels_last, Path(tmp)) for v in VARIANTS}
             print(f"\nbf16 autocast={amp}, channels_last={channels_last}")
-            print(f"{'variant':<12} {'images/s':>10} {'x strided':>10}")
+            print(f"{'variant':<18} {'images/s':>10} {'x strided':>10}")
             for variant, rate in rates.items():
-                print(f"{variant:<12} {rate:>10.0f} {rate / rates['strided']:>10.2f}")
+                print(f"{variant:<18} {rate:>10.0f} {rate / rates['strided']:>10.2f}")
 
 
 if __name__ == "__main__":
