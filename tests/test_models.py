@@ -172,6 +172,8 @@ def test_config_errors_name_the_option_and_the_arch():
 
 def test_head_options_without_a_head_pool_do_not_split_configs():
     assert ModelConfig(head_pool_at="after_norm", head_stride=3) == ModelConfig()
+    # Configs are values: equal ones hash equal, a dict field included.
+    assert len({ModelConfig(site_kinds={"layer4": "spectral"}), ModelConfig(site_kinds={"layer4": "spectral"})}) == 1
 
 
 def _features_before_head(model, x):

@@ -8,6 +8,7 @@ config, and the same run id.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Union
@@ -175,6 +176,9 @@ class ModelConfig:
         if site in self.site_kinds:
             return self.site_kinds[site]
         return self.downsample if site in self.downsample_at else "strided"
+
+    def __hash__(self) -> int:  # `site_kinds` is a dict: hash the canonical form
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     @classmethod
     def field_names(cls) -> list[str]:
