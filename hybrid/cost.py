@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from hybrid.data import split_sizes
 from hybrid.models import resnet
+from hybrid.train import steps_per_epoch  # the training loop's own count
 
 DEFAULT_TFLOPS = 40.0  # assumed effective TFLOP/s of one GPU on these small maps; not measured
 IMAGE_SIZES = {"cifar10": 32, "cifar100": 32, "synthetic": 32}
@@ -45,8 +46,6 @@ def forward_flops(model_config, image_size: int) -> float:
 
 def run_cost(config) -> RunCost:
     """The cost of one resolved RunConfig."""
-    from hybrid.train import steps_per_epoch  # the training loop's own count
-
     n_train, n_test = split_sizes(config.dataset)
     t = config.train
     images = t.epochs * steps_per_epoch(n_train, t) * t.batch_size
