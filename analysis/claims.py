@@ -181,10 +181,11 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: s
                                             metric=metric, **kwargs)
             except ValueError as err:
                 raise ValueError(f"comparison {name!r} at {labels}: {err}") from err
+        numbers = reference_numbers(reference)
         applies = reference_applies(reference, group)
-        refs = (reference.get(dataset) or {}) if applies else {}
-        if not applies and any(isinstance(v, Mapping) and k != "where" for k, v in reference.items()):
+        if numbers and not applies:
             notes.append("reference numbers are for " + _describe(reference.get("where") or {}))
+        refs = {v: acc for (d, v), acc in numbers.items() if d == dataset} if applies else {}
         reference_control = refs.get(control.get(VARIANT), np.nan)
         rows.append({
             "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
@@ -216,6 +217,14 @@ def claims_note(config: Mapping) -> str:
             + ".")
 
 
+def reference_numbers(reference: Mapping) -> dict[tuple[str, str], float]:
+    """{(dataset, variant): accuracy} of a comparison's `reference` (its other keys, `source`
+    and `where`, say where the numbers come from)."""
+    return {(dataset, variant): acc for dataset, accs in reference.items()
+            if dataset not in ("source", "where") and isinstance(accs, Mapping)
+            for variant, acc in accs.items()}
+
+
 def reference_applies(reference: Mapping, runs: pd.DataFrame) -> bool:
     """Whether a comparison's reference numbers describe these runs: there are runs, and
     every one holds the reference's `where` ({run-table column: value}, e.g. its recipe,
@@ -241,8 +250,7 @@ def paper_numbers(config: Mapping, study: str) -> tuple[dict, list[tuple[Mapping
                 if variant is not None and arm in numbers:
                     paper[(dataset, as_cell(variant))] = numbers[arm]
         reference = spec.get("reference") or {}
-        numbers = {(dataset, v): acc for dataset, accs in reference.items() if isinstance(accs, Mapping)
-                   and dataset != "where" for v, acc in accs.items()}
+        numbers = reference_numbers(reference)
         if numbers and all(r is not reference for r, _ in references):
             references.append((reference, numbers))
     return paper, references

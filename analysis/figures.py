@@ -151,7 +151,7 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
     paper_style_ = dict(marker="x", color="tab:red", label="paper (single run)")
     reference_style = dict(marker="s", facecolors="none", edgecolors="0.4", label="official DiffStride")
     colours = palette(_values(runs_table, VARIANT))
-    row_columns = study_rows(config or {}, study, runs) if config else [RECIPE]
+    row_columns = study_rows(config or {}, study, runs)
     rows = [tuple(r) for r in runs[row_columns].drop_duplicates().itertuples(index=False)] \
         if row_columns else [()]
     datasets = _values(runs, DATASET)

@@ -49,7 +49,7 @@ from analysis.claims import (  # noqa: F401  (claims_table and CLAIM_COLUMNS: ta
     require_columns,
     select_runs,
 )
-from analysis.collect import (DATASET, RECIPE, VARIANT, in_study, read_runs_table, status_counts, study_rows,
+from analysis.collect import (DATASET, VARIANT, in_study, read_runs_table, status_counts, study_rows,
                               variant_studies)
 
 POOLING_STUDY = "pooling"
@@ -263,9 +263,9 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
             print(f"note: {skip}; {study} table skipped")
             continue
         table = pooling_table(runs_table, config, study=study)
-        shown = [*(LABELS.get(c, c) for c in study_rows(config, study, in_study(runs_table, study))),
-                 "dataset", "variant", "accuracy_pct", "n", "n_runs", "n_diverged", "paper", "reference",
-                 "params", "mflops", "train_time_h"]
+        axes = table.columns[:list(table.columns).index("n")]  # recipe, the study's axes, dataset, variant
+        shown = [*axes, "accuracy_pct", "n", "n_runs", "n_diverged", "paper", "reference", "params",
+                 "mflops", "train_time_h"]
         note = (f"{metric} mean ± std (%) over the n completed runs of n_runs (the others "
                 "diverged, are missing or corrupt); paper: the hybrid paper's single runs; "
                 "reference: the official DiffStride numbers, shown only where the rows' runs "

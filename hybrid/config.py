@@ -234,8 +234,9 @@ def _check_type(value, annotation, key: str):
                 return _check_type(value, option, key)
             except ValueError as err:
                 errors.append(err)
-        if len(errors) == 1 or any(f"{key}[" in str(e) for e in errors):
-            raise next((e for e in errors if f"{key}[" in str(e)), errors[0])
+        nested = [e for e in errors if str(e).startswith((f"{key}[", f"{key}."))]
+        if nested or len(errors) == 1:  # the option that matched in shape says what is wrong inside
+            raise (nested or errors)[0]
         raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
     if origin is tuple:
         args = typing.get_args(annotation)

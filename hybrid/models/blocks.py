@@ -12,12 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from hybrid.layers import spectral_output_size
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
