@@ -15,45 +15,92 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.collect import DATASET, RECIPE, VARIANT, in_study
+from analysis.collect import DATASET, RECIPE, VARIANT, config_columns, in_study
 
 CLAIM_COLUMNS = ("claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n", "delta",
-                 "ci_low", "ci_high", "p_holm", "verdict")
+                 "ci_low", "ci_high", "p0_holm", "p_claim_holm", "p_tost_holm", "verdict",
+                 "verdict_test", "p_verdict", "pi_low", "pi_high", "paper_in_pi")
 LABELS = {DATASET: "dataset", RECIPE: "recipe"}  # config keys -> table column names
-# The claims table's columns after CLAIM_COLUMNS and the `by` columns, as compare_runs and
-# _claim_rows name them; CLAIM_RENAMES gives the table's names where they differ.
+# The claims table's columns after CLAIM_COLUMNS and the `by` columns, fixed whatever the data,
+# as compare_runs and _claim_rows name them; CLAIM_RENAMES gives the table's names where
+# they differ.
 CLAIM_EXTRAS = (
     "paper_control", "reference_control", "reference_treatment", "treatment_minus_reference",
-    "n_control", "mean_control", "std_control", "n_diverged_treatment", "n_excluded_treatment",
-    "n_diverged_control", "n_excluded_control", "welch_p", "claim_p", "claim_p_adjusted",
-    "adjust_method", "delta_t_ci_low", "delta_t_ci_high", "mannwhitney_p", "n_pairs",
-    "paired_t_p", "wilcoxon_p", "hedges_g", "p_improvement", "p_improvement_ci_low",
-    "p_improvement_ci_high", "pooled_sd", "min_detectable_delta", "seeds_needed",
-    "treatment", "control", "note")
+    "n_control", "mean_control", "std_control", "median_treatment", "median_control",
+    "iqm_treatment", "iqm_control", "iqm_delta", "n_diverged_treatment",
+    "n_excluded_treatment", "n_flagged_treatment", "n_diverged_control", "n_excluded_control",
+    "n_flagged_control", "test", "p0", "p_claim", "p_tost", "equivalence_margin",
+    "adjust_method", "paper_treatment_in_pi", "paper_control_in_pi", "treatment_pi_low",
+    "treatment_pi_high", "control_pi_low", "control_pi_high", "mannwhitney_p",
+    "mannwhitney_min_p", "n_pairs", "pairing", "paired_t_p", "wilcoxon_p", "wilcoxon_min_p",
+    "hedges_g", "p_improvement", "p_improvement_ci_low", "p_improvement_ci_high", "pooled_sd",
+    "family", "min_detectable_delta", "seeds_needed", "treatment", "control", "note")
 CLAIM_RENAMES = {"mean_control": "control_mean", "std_control": "control_std",
-                 "n_diverged_treatment": "n_diverged", "n_excluded_treatment": "n_excluded"}
+                 "n_diverged_treatment": "n_diverged", "n_excluded_treatment": "n_excluded",
+                 "n_flagged_treatment": "n_flagged"}
+# claims-table column -> compare_family column, for the leading columns
+_LEADING = {
+    "claim": "claim", "dataset": "dataset", "paper_value": "paper_treatment",
+    "paper_delta": "claimed_delta", "mean": "mean_treatment", "std": "std_treatment",
+    "n": "n_treatment", "delta": "delta", "ci_low": "delta_ci_low", "ci_high": "delta_ci_high",
+    "p0_holm": "p0_adjusted", "p_claim_holm": "p_claim_adjusted",
+    "p_tost_holm": "p_tost_adjusted", "verdict": "verdict", "verdict_test": "verdict_test",
+    "p_verdict": "p_verdict", "pi_low": "pair_pi_low", "pi_high": "pair_pi_high",
+    "paper_in_pi": "paper_in_pi"}
 
 
-def p_column(method: str) -> str:
-    """The adjusted-p column's name says its correction: `p_holm`, `p_fdr_bh`."""
-    return f"p_{method}"
+def p_column(method: str, test: str = "p") -> str:
+    """An adjusted-p column's name says its correction: `p_holm`, `p0_fdr_bh`."""
+    return f"{test}_{method}"
 
 
 def claim_columns(method: str = "holm") -> list[str]:
-    """The claims table's leading columns; the p column is named after the correction."""
-    return [p_column(method) if c == "p_holm" else c for c in CLAIM_COLUMNS]
+    """The claims table's leading columns; the adjusted p columns are named after the
+    correction."""
+    return [c.replace("_holm", f"_{method}") for c in CLAIM_COLUMNS]
 
 
-def analysis_settings(config: Mapping) -> tuple[float, str, str]:
-    """(alpha, correction, metric) from the config's `analysis` section, with defaults."""
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The config's `analysis` section, with its defaults."""
+    alpha: float = stats.ALPHA
+    correction: str = "holm"  # or fdr_bh
+    metric: str = "test_accuracy"
+    equivalence_margin: float = stats.EQUIVALENCE_MARGIN
+    outlier_z: float = stats.OUTLIER_Z
+    outlier_min_gap: float = stats.OUTLIER_MIN_GAP
+
+
+def analysis_settings(config: Mapping) -> AnalysisSettings:
+    """The config's `analysis` section as AnalysisSettings (defaults for absent keys)."""
     section = config.get("analysis") or {}
-    return (float(section.get("alpha", 0.05)), str(section.get("correction", "holm")),
-            str(section.get("metric", "test_accuracy")))
+    known = {f.name: f.type for f in fields(AnalysisSettings)}
+    unknown = set(section) - set(known)
+    if unknown:
+        raise KeyError(f"analysis section has unknown keys {sorted(unknown)}; known keys are "
+                       f"{sorted(known)}.")
+    return AnalysisSettings(**{k: (str(v) if known[k] == "str" else float(v))
+                               for k, v in section.items()})
+
+
+def flag_runs(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    """The run table with stats.outlier_flags' columns (`outlier`, `robust_z`, `cell_median`,
+    `cell_n`) by cell: the runs that differ only in seed (collect.config_columns). A table
+    that has them already is returned as it is."""
+    settings = analysis_settings(config)
+    if "outlier" in runs_table:
+        return runs_table
+    if runs_table.empty:
+        return runs_table.assign(outlier=pd.Series(dtype=bool))
+    flags = stats.outlier_flags(runs_table, config_columns(runs_table), settings.metric,
+                                z=settings.outlier_z, min_gap=settings.outlier_min_gap)
+    return pd.concat([runs_table.drop(columns=flags.columns, errors="ignore"), flags], axis=1)
 
 
 def as_cell(value: object) -> str:
@@ -111,46 +158,53 @@ def completed_values(rows: pd.DataFrame, metric: str) -> pd.Series:
     return completed_runs(rows, metric)[metric]
 
 
-def claims_table(runs_table: pd.DataFrame, config: Mapping, *, rng: stats.Rng = 0,
-                 n_resamples: int = stats.N_RESAMPLES) -> pd.DataFrame:
+def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     """One row per comparison of `config["comparisons"]` and combination of its `by` columns.
 
     The leading columns are `claim_columns(method)`: the paper's treatment number and claimed
     delta (treatment - control) for the row's dataset; mean, std and n of the treatment arm's
-    completed runs; delta and its bootstrap 95% CI (stats.compare); the p of delta = 0
-    adjusted across all rows by the config's correction (`p_holm`, or `p_fdr_bh`); the verdict
-    (stats.VERDICT_RULE). Appended: the other `by` columns, the control arm, the official
-    reference numbers (`reference_control` beside the paper's control) where the row's runs
-    hold the reference's `where` (its recipe, block, architecture), every other
-    statistic of stats.compare_runs, and a `note`. A dataset without a `paper` entry (e.g. the
-    demo's synthetic data) has no claimed delta: its delta and p are still reported, and its
-    verdict is "inconclusive", as stats.verdict rules for a missing claim.
+    completed runs; delta and its Welch 95% CI; p0, p_claim and p_tost adjusted across all
+    rows by the config's correction; the verdict (stats.VERDICT_RULE), the test that decided
+    it and its adjusted p; the 95% prediction interval of one treatment-minus-control pair
+    and whether the paper's single-run delta lies in it. Then the other `by` columns and
+    CLAIM_EXTRAS: the control arm, robust summaries, flagged runs, the official reference
+    numbers (`reference_control` beside the paper's control) where the row's runs hold the
+    reference's `where` (its recipe, block, architecture), every other statistic of
+    stats.compare_runs, and a `note`. The columns are the same whatever the data. A dataset
+    without a `paper` entry (e.g. the demo's synthetic data) has no claimed delta: its
+    verdict says only what the data show (higher, lower, no effect, inconclusive).
     """
-    alpha, method, metric = analysis_settings(config)
+    settings = analysis_settings(config)
+    method = settings.correction
+    comparisons = config.get("comparisons") or {}
+    labels = [c for c in dict.fromkeys(c for spec in comparisons.values()
+                                       for c in spec.get("by") or []) if c != DATASET]
+    columns = [*claim_columns(method), *(LABELS.get(c, c) for c in labels),
+               *(CLAIM_RENAMES.get(c, c) for c in CLAIM_EXTRAS)]
+    flagged = flag_runs(runs_table, config)
     rows = []
-    for name, spec in (config.get("comparisons") or {}).items():
-        rows += _claim_rows(runs_table, name, spec, metric=metric, alpha=alpha, rng=rng,
-                            n_resamples=n_resamples)
+    for name, spec in comparisons.items():
+        rows += _claim_rows(flagged, name, spec, settings)
     if not rows:
-        return pd.DataFrame(columns=claim_columns(method))
-    family = stats.compare_family(rows, method=method, alpha=alpha)
-    leading = {
-        "claim": "claim", "dataset": "dataset", "paper_value": "paper_treatment",
-        "paper_delta": "claimed_delta", "mean": "mean_treatment", "std": "std_treatment",
-        "n": "n_treatment", "delta": "delta", "ci_low": "delta_ci_low",
-        "ci_high": "delta_ci_high", p_column(method): "p_adjusted", "verdict": "verdict"}
-    table = pd.DataFrame({new: family[old] for new, old in leading.items()})
-    comparisons = (config.get("comparisons") or {}).values()
-    labels = [c for c in dict.fromkeys(c for spec in comparisons for c in spec.get("by") or [])
-              if c != DATASET]
-    extra = [*labels, *CLAIM_EXTRAS]
-    extra += [c for c in family.columns if c not in extra and c not in leading.values()]
-    extra = [c for c in extra if c in family.columns]
-    return pd.concat([table, family[extra].rename(columns=CLAIM_RENAMES | LABELS)], axis=1)
+        return pd.DataFrame(columns=columns)
+    family = stats.compare_family(rows, method=method, alpha=settings.alpha)
+    family["paper_in_pi"] = _inside(family["claimed_delta"], family["pair_pi_low"],
+                                    family["pair_pi_high"])
+    leading = {new.replace("_holm", f"_{method}"): old for new, old in _LEADING.items()}
+    table = family.rename(columns={old: new for new, old in leading.items()} | CLAIM_RENAMES
+                          | LABELS)
+    return table.reindex(columns=columns)
 
 
-def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: str,
-                alpha: float, rng: stats.Rng, n_resamples: int) -> list[dict]:
+def _inside(value: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
+    """True / False where value and interval are known, else None (shown as n/a)."""
+    known = value.notna() & low.notna() & high.notna()
+    inside = (value >= low) & (value <= high)
+    return inside.astype(object).where(known, None)
+
+
+def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
+                settings: AnalysisSettings) -> list[dict]:
     runs = in_study(runs_table, spec["study"]) if "study" in spec else runs_table
     if runs.empty:
         warnings.warn(f"comparison {name!r}: no run belongs to study {spec.get('study')!r}; "
@@ -162,6 +216,7 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: s
     arms = runs[runs.index.isin(select_runs(runs, treatment).index)
                 | runs.index.isin(select_runs(runs, control).index)]
     paper, reference = spec.get("paper") or {}, spec.get("reference") or {}
+    metric = settings.metric
     rows = []
     for labels, group in group_runs(arms, by):
         dataset = labels.get(DATASET, "+".join(pd.unique(group[DATASET])) if DATASET in group
@@ -169,31 +224,30 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: s
         claim = paper.get(dataset)
         claimed = None if claim is None else claim["treatment"] - claim["control"]
         arm_t, arm_c = select_runs(group, treatment), select_runs(group, control)
-        t_values, c_values = completed_values(arm_t, metric), completed_values(arm_c, metric)
-        kwargs = dict(alpha=alpha, claimed_delta=claimed, rng=rng, n_resamples=n_resamples)
+        kwargs = dict(alpha=settings.alpha, claimed_delta=claimed,
+                      margin=settings.equivalence_margin)
         notes = [] if claim is not None else [f"no paper number for {dataset}: no claim to test"]
         if arm_t.empty or arm_c.empty:
             notes.append(f"{'treatment' if arm_t.empty else 'control'} has no runs here")
-            result = stats.compare(t_values, c_values, **kwargs)
-        else:
-            try:
-                result = stats.compare_runs(group, treatment=treatment, control=control,
-                                            metric=metric, **kwargs)
-            except ValueError as err:
-                raise ValueError(f"comparison {name!r} at {labels}: {err}") from err
+        done_t, done_c = completed_runs(arm_t, metric), completed_runs(arm_c, metric)
+        result = stats.compare(done_t[metric], done_c[metric], treatment_seeds=done_t["seed"],
+                               control_seeds=done_c["seed"], **kwargs)
+        result |= stats.arm_counts(arm_t, metric, "treatment") | stats.arm_counts(arm_c, metric,
+                                                                                 "control")
+        notes += _result_notes(result, settings.alpha)
         numbers = reference_numbers(reference)
         applies = reference_applies(reference, group)
         if numbers and not applies:
             notes.append("reference numbers are for " + _describe(reference.get("where") or {}))
         refs = {v: acc for (d, v), acc in numbers.items() if d == dataset} if applies else {}
         reference_control = refs.get(control.get(VARIANT), np.nan)
+        paper_t = np.nan if claim is None else claim["treatment"]
+        paper_c = np.nan if claim is None else claim["control"]
         rows.append({
             "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
-            **result,
-            "paper_treatment": np.nan if claim is None else claim["treatment"],
-            "std_treatment": t_values.std(ddof=1) if len(t_values) > 1 else np.nan,
-            "std_control": c_values.std(ddof=1) if len(c_values) > 1 else np.nan,
-            "paper_control": np.nan if claim is None else claim["control"],
+            **result, "paper_treatment": paper_t, "paper_control": paper_c,
+            "paper_treatment_in_pi": _inside_one(paper_t, result, "treatment"),
+            "paper_control_in_pi": _inside_one(paper_c, result, "control"),
             "reference_control": reference_control,
             "reference_treatment": refs.get(treatment.get(VARIANT), np.nan),
             "treatment_minus_reference": result["mean_treatment"] - reference_control,
@@ -202,19 +256,70 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping, *, metric: s
     return rows
 
 
+def _inside_one(value: float, result: Mapping, arm: str) -> bool | None:
+    low, high = result[f"{arm}_pi_low"], result[f"{arm}_pi_high"]
+    if not all(np.isfinite(x) for x in (value, low, high)):
+        return None
+    return bool(low <= value <= high)
+
+
+def _result_notes(result: Mapping, alpha: float) -> list[str]:
+    """What a reader must know to read a row: paired tests skipped, the permutation test
+    standing in for Welch, rank tests that cannot reach alpha, flagged runs."""
+    notes = []
+    if result["pairing"] not in ("by seed", "no seeds given"):
+        notes.append(result["pairing"])
+    if result["test"] == "permutation":
+        notes.append("neither arm varies: p0, p_claim and p_tost are exact permutation tests; "
+                     "no t interval")
+    for test, label, size in (("mannwhitney", "Mann-Whitney", f"{result['n_treatment']} vs "
+                               f"{result['n_control']} runs"),
+                              ("wilcoxon", "Wilcoxon", f"{result['n_pairs']} pairs")):
+        floor = result[f"{test}_min_p"]
+        if np.isfinite(floor) and floor >= alpha:
+            notes.append(f"{label} over {size} cannot reach p < {alpha:g} (its smallest p is "
+                         f"{floor:.3g})")
+    for arm in ("treatment", "control"):
+        if result.get(f"n_flagged_{arm}"):
+            notes.append(f"{result[f'n_flagged_{arm}']} flagged {arm} run(s) (see outliers)")
+    return notes
+
+
 def _describe(where: Mapping[str, object]) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
-def claims_note(config: Mapping) -> str:
-    """What the claims table's columns and verdicts mean, for the .md and .tex files."""
-    alpha, method, _ = analysis_settings(config)
+def claims_note(config: Mapping, table: pd.DataFrame | None = None) -> str:
+    """What the claims table's columns and verdicts mean, and, per row with a paper number,
+    a sentence on the paper's single-run delta against our prediction interval."""
+    settings = analysis_settings(config)
     sources = {(spec.get("reference") or {}).get("source") for spec in
                (config.get("comparisons") or {}).values()} - {None}
-    return (f"Verdict rule (alpha = {alpha}, correction {method}): {stats.VERDICT_RULE} "
+    text = (f"Verdict rule (alpha = {settings.alpha:g}, correction {settings.correction}, "
+            f"equivalence margin {settings.equivalence_margin:g}): {stats.VERDICT_RULE} "
             "paper_value: the paper's single run of the treatment; paper_delta: its claimed "
-            "treatment - control. reference_control: " + ("; ".join(sorted(sources)) or "none")
-            + ".")
+            "treatment - control; pi_low, pi_high: the 95% prediction interval of one "
+            "treatment-minus-control pair of runs like ours, the yardstick for a single-run "
+            "delta; paper_in_pi: whether the paper's delta lies in it. reference_control: "
+            + ("; ".join(sorted(sources)) or "none") + ".")
+    return "\n".join([text, *single_run_sentences(table)] if table is not None else [text])
+
+
+def single_run_sentences(table: pd.DataFrame) -> list[str]:
+    """One plain sentence per claims row with a paper delta and a prediction interval."""
+    sentences = []
+    for row in table.to_dict("records"):
+        if row.get("paper_in_pi") is None or pd.isna(row.get("paper_in_pi")):
+            continue
+        where = ", ".join(str(row[c]) for c in ("dataset", "recipe") if c in row and
+                          isinstance(row[c], str) and row[c])
+        verb = "lies inside" if row["paper_in_pi"] else "lies outside"
+        sentences.append(
+            f"{row['claim']} ({where}): the paper's single-run delta {row['paper_delta']:+.4f} "
+            f"{verb} the range [{row['pi_low']:+.4f}, {row['pi_high']:+.4f}] where 95% of "
+            f"single treatment-minus-control pairs of our runs would fall"
+            + ("." if row["paper_in_pi"] else "; one run pair like ours would rarely show it."))
+    return sentences
 
 
 def reference_numbers(reference: Mapping) -> dict[tuple[str, str], float]:

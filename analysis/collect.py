@@ -153,6 +153,18 @@ def in_study(table: pd.DataFrame, study: str) -> pd.DataFrame:
     return table[member.astype(bool)]
 
 
+RUN_KEYS = ("run_id", "name", "studies", "seed")  # runs.csv columns that are no config axis
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """The columns that hold a run's configuration (`variant` and runs.csv's dotted keys,
+    everything before `status`) less the seed: runs equal on them form one cell, the runs
+    that differ only in seed."""
+    columns = list(table.columns)
+    end = columns.index("status") if "status" in columns else len(columns)
+    return [c for c in columns[:end] if c not in RUN_KEYS]
+
+
 def variant_studies(config: Mapping) -> list[str]:
     """The studies tabulated variant by variant (a table and an accuracy figure each): those
     that vary `variant` and are no sweep's study (a sweep has its own table and figure)."""

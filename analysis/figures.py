@@ -398,7 +398,7 @@ def placeholder_figure(message: str):
 def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: Mapping,
                  out: str | Path, *, pooling_study: str = POOLING_STUDY) -> dict[str, list[Path]]:
     """Every figure, saved under `out`; a placeholder (and a note) where there is no data."""
-    _, _, metric = analysis_settings(config)
+    metric = analysis_settings(config).metric
     builders = {
         "pooling_accuracy": lambda: pooling_figure(runs_table, study=pooling_study,
                                                    metric=metric, config=config),

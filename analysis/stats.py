@@ -4,13 +4,14 @@ In the spirit of rliable: no plotting, no file I/O, nothing that needs a GPU. Th
 has one row per training run with at least `seed`, `status` ("completed" or "diverged") and the
 metric (`test_accuracy`, final-epoch accuracy in [0, 1]) plus axis columns such as `study`,
 `dataset`, `variant`. Statistics use completed runs only, and every summary reports how many
-runs it excluded. Every test is a scipy / statsmodels call; every bootstrap takes a seed or a
-`numpy.random.Generator`, so the same inputs give the same numbers.
+runs it excluded. The tests and intervals are analysis.inference's (scipy calls and cited
+formulas); the verdict is `verdicts`, one vectorised rule that the tables and the
+simulations behind `seeds_needed` share. Simulations take a seed, so the same inputs give
+the same numbers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -19,48 +20,60 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
 
-CONFIDENCE = 0.95
+from analysis import inference
+from analysis.inference import CONFIDENCE
+
+ALPHA = 0.05
 POWER = 0.80
-N_RESAMPLES = 2000
-PRIMARY_TEST = "welch_p"  # H0: delta = 0; compare_family adjusts it, verdict reads it
-CLAIM_TEST = "claim_p"  # H0: delta = claimed delta; adjusted and read the same way
+EQUIVALENCE_MARGIN = 0.005  # accuracy; `analysis.equivalence_margin` in the config
+OUTLIER_Z = 3.5  # robust z beyond which a run is flagged (Iglewicz and Hoaglin's 3.5)
+OUTLIER_MIN_GAP = 0.01  # ... and at least this far from its cell's median
+SIMULATIONS = 4000  # replicates per sample size in seeds_needed
+MAX_SEEDS = 1000  # seeds_needed above this is reported as inf
+ADJUSTED = {"p0": "p0_adjusted", "p_claim": "p_claim_adjusted", "p_tost": "p_tost_adjusted"}
 
 VERDICT_RULE = (
-    "delta = mean(treatment) - mean(control) over completed runs. Two two-sided Welch t-tests, "
-    "each adjusted across the family of comparisons (Holm unless stated): p0 tests delta = 0, "
-    "p_claim tests delta = the claimed delta. 'reproduced' if adjusted p0 < alpha, delta has "
-    "the sign of the claimed delta, and the bootstrap 95% CI of delta excludes 0 on that side "
-    "(this takes precedence: a significant gain smaller than claimed is still 'reproduced', "
-    "and p_claim tells whether its size is). 'contradicted' if adjusted p_claim < alpha and "
-    "delta falls short of the claimed delta (the claimed size is implausible), or adjusted "
-    "p0 < alpha with the sign opposite to the claim. A claimed delta of 0 is 'contradicted' by "
-    "adjusted p0 < alpha and never 'reproduced'. 'inconclusive' otherwise, including when an "
-    "arm has fewer than 2 completed runs."
+    "delta = mean(treatment) - mean(control) over completed runs. Three tests, each "
+    "two-sided Welch t (an exact permutation test where neither arm varies) and each "
+    "adjusted across the family of comparisons by the configured correction: p0 tests "
+    "delta = 0, p_claim tests delta = the paper's claimed delta, p_tost is the TOST "
+    "equivalence test of abs(delta) < margin (analysis.equivalence_margin). With a claimed "
+    "delta: 'contradicted' if p0 < alpha and delta has the opposite sign; if p0 < alpha "
+    "and delta has the claimed sign, 'smaller than claimed' or 'larger than claimed' when "
+    "p_claim < alpha, else 'reproduced'; otherwise 'no effect' if p_tost < alpha, "
+    "'contradicted' if p_claim < alpha with delta short of the claim (the claimed size is "
+    "rejected and no direction is shown), else 'inconclusive'. A claimed delta of 0 is "
+    "'contradicted' by p0 < alpha and borne out as 'no effect' by p_tost < alpha. Without a "
+    "claimed delta: 'higher' or 'lower' if p0 < alpha, 'no effect' if p_tost < alpha, else "
+    "'inconclusive'. An arm with fewer than 2 completed runs gives 'inconclusive'. "
+    "p_verdict is the adjusted p that decided the verdict (verdict_test names it)."
 )
 
-Rng = int | np.random.Generator | None
+def outlier_rule(z: float = OUTLIER_Z, min_gap: float = OUTLIER_MIN_GAP) -> str:
+    """The outlier rule's text for these settings (`analysis.outlier_z`, `outlier_min_gap`)."""
+    return (f"A completed run is flagged when its metric lies more than {z:g} robust SDs "
+            f"(1.4826 x the median absolute deviation) and more than {min_gap:g} from the "
+            "median of its cell (the runs that differ only in seed; cells of 3 or more "
+            "completed runs). Flagged runs stay in every statistic and verdict; they are "
+            "listed, counted, and the median and interquartile mean stand beside each mean.")
 
 
-def cell_summary(values: Sequence[float], *, rng: Rng = 0,
-                 n_resamples: int = N_RESAMPLES) -> dict[str, float]:
-    """n, mean, std (ddof=1), median, t-based and percentile-bootstrap 95% CIs of the mean.
+OUTLIER_RULE = outlier_rule()
 
-    Quantities that need more runs than there are (std and CIs below n = 2) are NaN.
-    """
+
+# -- cells ----------------------------------------------------------------------------------
+
+def cell_summary(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """n, mean, std (ddof=1), median, interquartile mean and the Student t interval of the
+    mean. Quantities that need more runs than there are (std and CI below n = 2) are NaN."""
     x = np.asarray(values, dtype=float)
-    n = x.size
-    out = {"n": n, "mean": np.nan, "std": np.nan, "median": np.nan,
-           "t_ci_low": np.nan, "t_ci_high": np.nan, "boot_ci_low": np.nan, "boot_ci_high": np.nan}
-    if n == 0:
-        return out
-    out.update(mean=x.mean(), median=np.median(x))
-    if n < 2:
-        return out
-    t_ci = stats.ttest_1samp(x, 0.0).confidence_interval(CONFIDENCE)
-    boot = stats.bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=CONFIDENCE,
-                           method="percentile", rng=rng).confidence_interval
-    out.update(std=x.std(ddof=1), t_ci_low=t_ci.low, t_ci_high=t_ci.high,
-               boot_ci_low=boot.low, boot_ci_high=boot.high)
+    out = {"n": x.size, "mean": np.nan, "std": np.nan, "median": np.nan, "iqm": np.nan,
+           "t_ci_low": np.nan, "t_ci_high": np.nan}
+    if x.size:
+        out.update(mean=x.mean(), median=np.median(x), iqm=float(inference.iqm(x)))
+    if x.size >= 2:
+        low, high = inference.mean_interval(x, confidence)
+        out.update(std=x.std(ddof=1), t_ci_low=float(low), t_ci_high=float(high))
     return out
 
 
@@ -74,27 +87,51 @@ def _completed(df: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, int, int]:
     return df[keep], int((df["status"] == "diverged").sum()), int((~keep).sum())
 
 
-def summarise(df: pd.DataFrame, by: str | Sequence[str], metric: str = "test_accuracy", *,
-              rng: Rng = 0) -> pd.DataFrame:
+def _n_flagged(rows: pd.DataFrame) -> int:
+    return int(rows["outlier"].fillna(False).astype(bool).sum()) if "outlier" in rows else 0
+
+
+def summarise(df: pd.DataFrame, by: str | Sequence[str],
+              metric: str = "test_accuracy") -> pd.DataFrame:
     """One row per cell of `by` (e.g. study x dataset x variant): cell_summary of the completed
-    runs' `metric`, plus n_runs, n_diverged and n_excluded (diverged, other statuses, or a
-    completed run without a metric value)."""
+    runs' `metric`, plus n_runs, n_diverged, n_excluded (diverged, other statuses, or a
+    completed run without a metric value) and n_flagged (runs `outlier_flags` marked)."""
     by = [by] if isinstance(by, str) else list(by)
-    gen = np.random.default_rng(rng)
     rows = []
     for key, cell in df.groupby(by, sort=True, dropna=False):
         done, n_diverged, n_excluded = _completed(cell, metric)
         rows.append({**dict(zip(by, key)), "n_runs": len(cell), "n_diverged": n_diverged,
-                     "n_excluded": n_excluded, **cell_summary(done[metric], rng=gen)})
+                     "n_excluded": n_excluded, "n_flagged": _n_flagged(done),
+                     **cell_summary(done[metric])})
     return pd.DataFrame(rows)
 
 
-def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 2 or b.size < 2:
-        return np.nan
-    dof = a.size + b.size - 2
-    return math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / dof)
+def flag_outliers(values: Sequence[float], *, z: float = OUTLIER_Z,
+                  min_gap: float = OUTLIER_MIN_GAP) -> np.ndarray:
+    """Which values OUTLIER_RULE flags within one cell (none below 3 values)."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 3:
+        return np.zeros(x.size, dtype=bool)
+    return (np.abs(inference.robust_z(x)) > z) & (np.abs(x - np.median(x)) > min_gap)
 
+
+def outlier_flags(df: pd.DataFrame, cells: Sequence[str], metric: str = "test_accuracy", *,
+                  z: float = OUTLIER_Z, min_gap: float = OUTLIER_MIN_GAP) -> pd.DataFrame:
+    """Per completed run: its cell's median and n, its robust z and whether it is flagged
+    (OUTLIER_RULE), indexed like `df`; runs that are not completed get flagged = False."""
+    done, _, _ = _completed(df, metric)
+    out = pd.DataFrame({"cell_median": np.nan, "cell_n": 0, "robust_z": np.nan,
+                        "outlier": False}, index=df.index)
+    for _, cell in done.groupby(list(cells), sort=False, dropna=False):
+        x = cell[metric].to_numpy(dtype=float)
+        out.loc[cell.index, "cell_median"] = np.median(x)
+        out.loc[cell.index, "cell_n"] = x.size
+        out.loc[cell.index, "robust_z"] = inference.robust_z(x) if x.size >= 3 else np.nan
+        out.loc[cell.index, "outlier"] = flag_outliers(x, z=z, min_gap=min_gap)
+    return out
+
+
+# -- one comparison -------------------------------------------------------------------------
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     """(mean a - mean b) / pooled SD, times the small-sample correction 1 - 3 / (4 df - 1),
@@ -107,120 +144,125 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     return (1 - 3 / (4 * dof - 1)) * (a.mean() - b.mean()) / sd
 
 
-def _prob_improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Fraction of pairs (a_i, b_j) with a_i > b_j, ties 1/2; vectorised over resamples."""
-    a, b = np.moveaxis(a, axis, -1)[..., :, None], np.moveaxis(b, axis, -1)[..., None, :]
-    return (a > b).mean(axis=(-2, -1)) + 0.5 * (a == b).mean(axis=(-2, -1))
+def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or b.size < 2:
+        return np.nan
+    dof = a.size + b.size - 2
+    return float(np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / dof))
 
 
-def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return a.mean(axis=axis) - b.mean(axis=axis)
+def _no_spread(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.ptp(a) == 0 and np.ptp(b) == 0)
+
+
+def two_sample_p(a: np.ndarray, b: np.ndarray, *, shift: float = 0.0,
+                 alternative: str = "two-sided") -> float:
+    """Welch's p of mean(a) - mean(b) = shift, or the exact permutation p where neither arm
+    varies (Welch's standard error is then 0 and its p a meaningless 0)."""
+    if _no_spread(a, b):
+        return inference.permutation_p(a, b, shift=shift, alternative=alternative)
+    return float(inference.welch(a, b, shift=shift, alternative=alternative).pvalue)
 
 
 def _paired(treatment: np.ndarray, control: np.ndarray, treatment_seeds: Sequence[int] | None,
-            control_seeds: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """The two arms restricted to their shared seeds, ordered by seed (empty without seeds)."""
+            control_seeds: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The two arms restricted to their shared seeds, ordered by seed, and how they were
+    paired. Pairing is skipped, and said, when an arm repeats a seed (a comparison whose `by`
+    leaves out an axis has several runs per seed)."""
     if treatment_seeds is None or control_seeds is None:
-        return np.empty(0), np.empty(0)
+        return np.empty(0), np.empty(0), "no seeds given"
     arms = []
     for name, values, seeds in (("treatment", treatment, treatment_seeds),
                                 ("control", control, control_seeds)):
         seeds = np.asarray(seeds)
-        if seeds.size != values.size or np.unique(seeds).size != seeds.size:
-            raise ValueError(f"{name}_seeds must list one distinct seed per {name} value; got "
-                             f"{seeds.tolist()} for {values.size} values.")
+        if seeds.size != values.size:
+            raise ValueError(f"{name}_seeds must list one seed per {name} value; got "
+                             f"{seeds.size} seeds for {values.size} values.")
+        if np.unique(seeds).size != seeds.size:
+            return (np.empty(0), np.empty(0), f"pairing skipped: the {name} arm repeats seeds "
+                    "(its `by` leaves out an axis?)")
         arms.append(pd.Series(values, index=seeds))
     shared = sorted(set(arms[0].index) & set(arms[1].index))
-    return arms[0][shared].to_numpy(), arms[1][shared].to_numpy()
+    return arms[0][shared].to_numpy(), arms[1][shared].to_numpy(), "by seed"
+
+
+def _paired_tests(a: np.ndarray, b: np.ndarray, pairing: str) -> dict[str, object]:
+    out = {"n_pairs": a.size, "pairing": pairing, "paired_t_p": np.nan, "wilcoxon_p": np.nan,
+           "wilcoxon_min_p": inference.min_p_wilcoxon(a.size)}
+    if a.size >= 2 and np.ptp(a - b) > 0:
+        out["paired_t_p"] = stats.ttest_rel(a, b).pvalue
+        out["wilcoxon_p"] = inference.wilcoxon_p(a, b)
+    return out
+
+
+COMPARE_KEYS = (
+    "n_treatment", "n_control", "mean_treatment", "mean_control", "std_treatment", "std_control",
+    "median_treatment", "median_control", "iqm_treatment", "iqm_control", "claimed_delta",
+    "equivalence_margin", "delta", "iqm_delta", "delta_ci_low", "delta_ci_high", "test", "p0",
+    "p_claim", "p_tost", "mannwhitney_p", "mannwhitney_min_p", "n_pairs", "pairing",
+    "paired_t_p", "wilcoxon_p", "wilcoxon_min_p", "hedges_g", "p_improvement",
+    "p_improvement_ci_low", "p_improvement_ci_high", "pair_pi_low", "pair_pi_high",
+    "treatment_pi_low", "treatment_pi_high", "control_pi_low", "control_pi_high", "pooled_sd",
+    "family", "min_detectable_delta", "seeds_needed")
 
 
 def compare(treatment: Sequence[float], control: Sequence[float], *,
             treatment_seeds: Sequence[int] | None = None,
-            control_seeds: Sequence[int] | None = None, alpha: float = 0.05,
-            claimed_delta: float | None = None, rng: Rng = 0,
-            n_resamples: int = N_RESAMPLES) -> dict[str, float]:
-    """One comparison of treatment against control accuracies (delta = treatment - control).
+            control_seeds: Sequence[int] | None = None, alpha: float = ALPHA,
+            claimed_delta: float | None = None, margin: float = EQUIVALENCE_MARGIN,
+            family: int = 1, rng: int = 0) -> dict[str, object]:
+    """One comparison of treatment against control accuracies (delta = treatment - control);
+    the keys are COMPARE_KEYS whatever the data (NaN where there are too few runs).
 
-    Returns means; delta with a bootstrap 95% CI (each arm resampled independently) and the
-    Welch t CI; Welch's t p of delta = 0 (`welch_p`, the primary test) and of delta =
-    claimed_delta (`claim_p`); Mann-Whitney U p; paired t and Wilcoxon p on the runs paired by
-    shared seed (NaN with fewer than 2 pairs); Hedges' g; P(treatment > control) with a
-    bootstrap CI; and the power figures of `_power_figures`. Statistics needing two runs per
-    arm are NaN below that.
+    Arms: n, mean, std, median, interquartile mean. delta with its Welch t interval; the raw
+    p0, p_claim and p_tost of VERDICT_RULE (`test` says Welch or, where neither arm varies,
+    permutation); Mann-Whitney p and the smallest p its sizes allow; paired t and Wilcoxon
+    (and its smallest p) over runs paired by seed; Hedges' g; P(treatment > control) with
+    Newcombe's interval; 95% prediction intervals for one treatment run, one control run and
+    one treatment-minus-control pair (the yardsticks for the paper's single runs); the
+    power figures of `power_figures` for a family of `family` comparisons.
     """
     a, b = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
-    gen = np.random.default_rng(rng)
-    out = {"n_treatment": a.size, "n_control": b.size,
-           "mean_treatment": a.mean() if a.size else np.nan,
-           "mean_control": b.mean() if b.size else np.nan,
-           "claimed_delta": np.nan if claimed_delta is None else float(claimed_delta)}
+    claim = np.nan if claimed_delta is None else float(claimed_delta)
+    out = dict.fromkeys(COMPARE_KEYS, np.nan)
+    out.update(n_treatment=a.size, n_control=b.size, claimed_delta=claim,
+               equivalence_margin=margin, test="", family=family)
+    for arm, x in (("treatment", a), ("control", b)):
+        summary = cell_summary(x)
+        out.update({f"{k}_{arm}": summary[k] for k in ("mean", "std", "median", "iqm")})
     out["delta"] = out["mean_treatment"] - out["mean_control"]
-    nan_keys = ("delta_ci_low", "delta_ci_high", "delta_t_ci_low", "delta_t_ci_high",
-                "welch_p", "claim_p", "mannwhitney_p", "hedges_g",
-                "p_improvement", "p_improvement_ci_low", "p_improvement_ci_high", "pooled_sd",
-                "min_detectable_delta", "seeds_needed")
-    out.update(dict.fromkeys(nan_keys, np.nan))
+    out["iqm_delta"] = out["iqm_treatment"] - out["iqm_control"]
     out.update(_paired_tests(*_paired(a, b, treatment_seeds, control_seeds)))
+    if a.size and b.size:
+        out["mannwhitney_min_p"] = inference.min_p_mannwhitney(a.size, b.size)
     if a.size < 2 or b.size < 2:
         return out
-
-    def boot_ci(statistic):
-        ci = stats.bootstrap((a, b), statistic, n_resamples=n_resamples, vectorized=True,
-                             confidence_level=CONFIDENCE, method="percentile",
-                             rng=gen).confidence_interval
-        return ci.low, ci.high
-
-    u = stats.mannwhitneyu(a, b, alternative="two-sided")
-    out["delta_ci_low"], out["delta_ci_high"] = boot_ci(_mean_difference)
-    out["p_improvement_ci_low"], out["p_improvement_ci_high"] = boot_ci(_prob_improvement)
-    welch = stats.ttest_ind(a, b, equal_var=False)
-    out["delta_t_ci_low"], out["delta_t_ci_high"] = welch.confidence_interval(CONFIDENCE)
-    if claimed_delta is not None:
-        out["claim_p"] = stats.ttest_ind(a - claimed_delta, b, equal_var=False).pvalue
-    out.update(welch_p=welch.pvalue, mannwhitney_p=u.pvalue,
-               p_improvement=u.statistic / (a.size * b.size), hedges_g=hedges_g(a, b))
-    out.update(_power_figures(a.size, b.size, _pooled_sd(a, b), alpha, claimed_delta))
-    return out
-
-
-def _power_figures(n_treatment: int, n_control: int, sd: float, alpha: float,
-                   claimed_delta: float | None) -> dict[str, float]:
-    """pooled_sd; min_detectable_delta: the accuracy difference a two-sided two-sample t-test
-    detects with 80% power at these n's; seeds_needed: n per arm to detect `claimed_delta`
-    with 80% power. Both NaN when the pooled SD is 0 (or the claim is missing or 0)."""
-    out = {"pooled_sd": sd, "min_detectable_delta": np.nan, "seeds_needed": np.nan}
-    if not sd > 0:
-        return out
-    power = TTestIndPower()
-    common = {"alpha": alpha, "alternative": "two-sided"}
-    effect = power.solve_power(nobs1=n_treatment, ratio=n_control / n_treatment, power=POWER,
-                               **common)
-    out["min_detectable_delta"] = float(effect) * sd
-    if claimed_delta:
-        # statsmodels' noncentral t turns NaN beyond ~6 SDs, so larger effects are clipped to 6:
-        # exact below, an upper bound above (6 SDs already needs only 2 seeds at alpha = 0.05)
-        needed = {"effect_size": min(abs(claimed_delta) / sd, 6.0), "ratio": 1.0, **common}
-        if power.power(nobs1=2, **needed) >= POWER:  # the root finder fails below n = 2
-            out["seeds_needed"] = 2
-        else:
-            out["seeds_needed"] = math.ceil(float(power.solve_power(power=POWER, **needed)))
-    return out
-
-
-def _paired_tests(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    out = {"n_pairs": a.size, "paired_t_p": np.nan, "wilcoxon_p": np.nan}
-    if a.size >= 2:
-        out["paired_t_p"] = stats.ttest_rel(a, b).pvalue
-        if np.any(a != b):
-            out["wilcoxon_p"] = stats.wilcoxon(a, b).pvalue
+    out["test"] = "permutation" if _no_spread(a, b) else "welch"
+    out["p0"] = two_sample_p(a, b)
+    if np.isfinite(claim):
+        out["p_claim"] = two_sample_p(a, b, shift=claim)
+    out["p_tost"] = max(two_sample_p(a, b, shift=-margin, alternative="greater"),
+                        two_sample_p(a, b, shift=margin, alternative="less"))
+    if out["test"] == "welch":
+        out["delta_ci_low"], out["delta_ci_high"] = map(float, inference.delta_interval(a, b))
+        out["pair_pi_low"], out["pair_pi_high"] = map(float, inference.pair_prediction_interval(a, b))
+    for arm, x in (("treatment", a), ("control", b)):
+        out[f"{arm}_pi_low"], out[f"{arm}_pi_high"] = map(float, inference.prediction_interval(x))
+    theta = inference.superiority(a, b)
+    low, high = inference.superiority_interval(theta, a.size, b.size)
+    out.update(mannwhitney_p=inference.mannwhitney_p(a, b),
+               hedges_g=hedges_g(a, b), p_improvement=float(theta),
+               p_improvement_ci_low=float(low), p_improvement_ci_high=float(high))
+    out.update(power_figures(a.size, b.size, _pooled_sd(a, b), alpha=alpha, claimed_delta=claim,
+                             family=family, rng=rng))
     return out
 
 
 def compare_runs(df: pd.DataFrame, *, treatment: Mapping[str, object],
                  control: Mapping[str, object], metric: str = "test_accuracy",
-                 **compare_kwargs) -> dict[str, float]:
+                 **compare_kwargs) -> dict[str, object]:
     """compare() on two arms of a run table, each selected by {column: value}, paired by seed,
-    using completed runs and reporting n_diverged / n_excluded per arm."""
+    using completed runs and reporting n_diverged / n_excluded / n_flagged per arm."""
     arms = {}
     for name, where in (("treatment", treatment), ("control", control)):
         rows = df
@@ -232,12 +274,65 @@ def compare_runs(df: pd.DataFrame, *, treatment: Mapping[str, object],
         if rows.empty:
             raise ValueError(f"{name} {dict(where)} selects no runs; check the comparison's "
                              "names against the run table.")
-        arms[name] = _completed(rows, metric)
-    (t, t_div, t_exc), (c, c_div, c_exc) = arms["treatment"], arms["control"]
+        arms[name] = rows
+    t, c = (_completed(arms[name], metric)[0] for name in ("treatment", "control"))
     result = compare(t[metric], c[metric], treatment_seeds=t["seed"], control_seeds=c["seed"],
                      **compare_kwargs)
-    return {**result, "n_diverged_treatment": t_div, "n_excluded_treatment": t_exc,
-            "n_diverged_control": c_div, "n_excluded_control": c_exc}
+    return (result | arm_counts(arms["treatment"], metric, "treatment")
+            | arm_counts(arms["control"], metric, "control"))
+
+
+def arm_counts(rows: pd.DataFrame, metric: str, arm: str) -> dict[str, int]:
+    """n_diverged_<arm>, n_excluded_<arm> and n_flagged_<arm> of an arm's runs."""
+    done, n_diverged, n_excluded = _completed(rows, metric)
+    return {f"n_diverged_{arm}": n_diverged, f"n_excluded_{arm}": n_excluded,
+            f"n_flagged_{arm}": _n_flagged(done)}
+
+
+# -- verdicts -------------------------------------------------------------------------------
+
+def verdicts(p0, p_claim, p_tost, delta, claimed_delta,
+             alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """(verdict, deciding test) per element by VERDICT_RULE, from adjusted p's (NaN where a
+    test was not run); vectorised, so simulations and tables share the one rule."""
+    p0, p_claim, p_tost, delta, claim = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (p0, p_claim, p_tost, delta, claimed_delta)))
+    has_claim = np.isfinite(claim)
+    sign = np.sign(np.where(has_claim, claim, 0.0))
+    direction = p0 < alpha
+    with_sign = direction & (np.sign(delta) == sign) & (sign != 0)
+    against = direction & (np.sign(delta) == -sign) & (sign != 0)
+    size_rejected, equivalent = p_claim < alpha, p_tost < alpha
+    short = (delta - claim) * sign < 0
+    null_claim = has_claim & (claim == 0)
+    rules = [  # (condition, verdict, deciding test), first match wins
+        (~np.isfinite(p0), "inconclusive", "p0"),
+        (~has_claim & direction & (delta > 0), "higher", "p0"),
+        (~has_claim & direction, "lower", "p0"),
+        (~has_claim & equivalent, "no effect", "p_tost"),
+        (~has_claim, "inconclusive", "p0"),
+        (null_claim & direction, "contradicted", "p0"),
+        (null_claim & equivalent, "no effect", "p_tost"),
+        (null_claim, "inconclusive", "p0"),
+        (against, "contradicted", "p0"),
+        (with_sign & size_rejected & short, "smaller than claimed", "p_claim"),
+        (with_sign & size_rejected, "larger than claimed", "p_claim"),
+        (with_sign, "reproduced", "p0"),
+        (equivalent, "no effect", "p_tost"),
+        (size_rejected & short, "contradicted", "p_claim"),
+    ]
+    conditions = [c for c, _, _ in rules]
+    verdict = np.select(conditions, [v for _, v, _ in rules], default="inconclusive")
+    test = np.select(conditions, [t for _, _, t in rules], default="p0")
+    return verdict, test
+
+
+def verdict(result: Mapping[str, float], *, alpha: float = ALPHA) -> str:
+    """The verdict of one compare() result by VERDICT_RULE: reads the adjusted p's when
+    compare_family has set them, else the raw ones (a family of one)."""
+    p = {name: result.get(ADJUSTED[name], result.get(name, np.nan)) for name in ADJUSTED}
+    return str(verdicts(p["p0"], p["p_claim"], p["p_tost"], result["delta"],
+                        result["claimed_delta"], alpha)[0])
 
 
 def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
@@ -254,69 +349,139 @@ def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
 
 
 def compare_family(comparisons: pd.DataFrame | Sequence[Mapping[str, object]], *,
-                   method: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
-    """The comparisons (rows of compare() results) with `p_adjusted` and `claim_p_adjusted`:
-    `welch_p` and `claim_p` each adjusted across the family by `method`, and a `verdict` per
-    row from its own `claimed_delta`."""
+                   method: str = "holm", alpha: float = ALPHA, rng: int = 0) -> pd.DataFrame:
+    """The comparisons (rows of compare() results) with p0, p_claim and p_tost each adjusted
+    across the family by `method` (`*_adjusted`), the `verdict`, the `verdict_test` that
+    decided it and its adjusted p (`p_verdict`), and the power figures redone for the
+    family's size (the comparisons with a p0)."""
     table = pd.DataFrame(list(comparisons) if not isinstance(comparisons, pd.DataFrame)
                          else comparisons).reset_index(drop=True)
-    table["p_adjusted"] = adjust(table[PRIMARY_TEST], method)
-    claim_p = table[CLAIM_TEST] if CLAIM_TEST in table else np.full(len(table), np.nan)
-    table["claim_p_adjusted"] = adjust(claim_p, method)
+    for raw, adjusted in ADJUSTED.items():
+        table[adjusted] = adjust(table[raw] if raw in table else np.full(len(table), np.nan),
+                                 method)
     table["adjust_method"] = method
-    table["verdict"] = [verdict(row, claimed_delta=row.get("claimed_delta"), alpha=alpha)
-                        for row in table.to_dict("records")]
+    verdict_, test = verdicts(table["p0_adjusted"], table["p_claim_adjusted"],
+                              table["p_tost_adjusted"], table["delta"], table["claimed_delta"],
+                              alpha)
+    table["verdict"], table["verdict_test"] = verdict_, test
+    table["p_verdict"] = [row[ADJUSTED[t]] for t, row in zip(test, table.to_dict("records"))]
+    family = int(np.isfinite(table["p0"].astype(float)).sum())
+    for i, row in table.iterrows():
+        figures = power_figures(row["n_treatment"], row["n_control"], row["pooled_sd"],
+                                alpha=alpha, claimed_delta=row["claimed_delta"],
+                                family=max(family, 1), rng=rng)
+        for key, value in figures.items():
+            table.at[i, key] = value
     return table
 
 
-def verdict(result: Mapping[str, float], *, claimed_delta: float | None,
-            alpha: float = 0.05) -> str:
-    """"reproduced", "contradicted" or "inconclusive" for one compare() result; see VERDICT_RULE.
+# -- power ----------------------------------------------------------------------------------
 
-    Reads `p_adjusted` / `claim_p_adjusted` when compare_family has set them, else the raw
-    `welch_p` / `claim_p` (a family of one). `claim_p` must have been computed for the same
-    `claimed_delta`. Without a claimed delta (None or NaN) the verdict is "inconclusive".
-    """
-    p = result.get("p_adjusted", result[PRIMARY_TEST])
-    p_claim = result.get("claim_p_adjusted", result.get(CLAIM_TEST, np.nan))
-    low, high, delta = result["delta_ci_low"], result["delta_ci_high"], result["delta"]
-    if claimed_delta is None or not np.isfinite(claimed_delta) or not np.isfinite(p):
-        return "inconclusive"
-    significant = p < alpha
-    if claimed_delta == 0:
-        return "contradicted" if significant else "inconclusive"
-    sign = np.sign(claimed_delta)
-    if significant and np.sign(delta) == sign and (low > 0 if sign > 0 else high < 0):
-        return "reproduced"
-    if p_claim < alpha and (delta < claimed_delta if sign > 0 else delta > claimed_delta):
-        return "contradicted"
-    if significant and np.sign(delta) == -sign:
-        return "contradicted"
-    return "inconclusive"
+def reproduced_rate(true_delta: float, sd: float, n: int, *, claimed_delta: float,
+                    family: int = 1, alpha: float = ALPHA, n_sim: int = SIMULATIONS,
+                    rng: int = 0) -> float:
+    """The chance that `verdicts` says 'reproduced' with n seeds per arm when the true delta
+    is `true_delta` and both arms have SD `sd`, in a family of `family` comparisons.
+
+    Simulated from the sufficient statistics (normal means, scaled chi-square SDs) through
+    Welch's test; the family enters at its worst case for this comparison, p0 * family
+    (what Holm or Benjamini-Hochberg ask of it when the others are null) with p_claim
+    unadjusted, so the rate is a floor for the rule as the tables apply it."""
+    gen = np.random.default_rng(rng)
+    scale = sd / np.sqrt(n)
+    mean_a = true_delta + scale * gen.standard_normal(n_sim)
+    mean_b = scale * gen.standard_normal(n_sim)
+    sd_a, sd_b = (sd * np.sqrt(gen.chisquare(n - 1, n_sim) / (n - 1)) for _ in range(2))
+    p0 = inference.welch_from_moments(mean_a, sd_a, n, mean_b, sd_b, n)
+    p_claim = inference.welch_from_moments(mean_a, sd_a, n, mean_b, sd_b, n, shift=claimed_delta)
+    verdict_, _ = verdicts(np.minimum(1.0, p0 * family), p_claim, np.nan, mean_a - mean_b,
+                           claimed_delta, alpha)
+    return float(np.mean(verdict_ == "reproduced"))
+
+
+def seeds_needed(claimed_delta: float, sd: float, *, family: int = 1, alpha: float = ALPHA,
+                 power: float = POWER, n_sim: int = SIMULATIONS, max_n: int = MAX_SEEDS,
+                 rng: int = 0) -> float:
+    """Seeds per arm for a `power` chance of 'reproduced' if the true delta were the claimed
+    one at SD `sd`, in a family of `family` comparisons (reproduced_rate, by simulation);
+    inf above `max_n`, NaN without a nonzero claim or a positive SD."""
+    if not (np.isfinite(claimed_delta) and claimed_delta != 0 and np.isfinite(sd) and sd > 0):
+        return np.nan
+
+    def enough(n: int) -> bool:
+        return reproduced_rate(claimed_delta, sd, n, claimed_delta=claimed_delta, family=family,
+                               alpha=alpha, n_sim=n_sim, rng=rng) >= power
+
+    low, high = 1, 2  # enough(low) is False (one seed gives no test), find a high that is
+    while not enough(high):
+        if high >= max_n:
+            return np.inf
+        low, high = high, min(2 * high, max_n)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
+def power_figures(n_treatment: int, n_control: int, sd: float, *, alpha: float = ALPHA,
+                  claimed_delta: float = np.nan, family: int = 1,
+                  rng: int = 0) -> dict[str, float]:
+    """pooled_sd; min_detectable_delta: the difference a two-sided two-sample t-test at
+    alpha / family detects with 80% power at these n's (statsmodels); seeds_needed: see
+    `seeds_needed` (the verdict rule itself, simulated). NaN without a positive SD."""
+    out = {"pooled_sd": sd, "family": family, "min_detectable_delta": np.nan,
+           "seeds_needed": np.nan}
+    if not (np.isfinite(sd) and sd > 0 and n_treatment >= 2 and n_control >= 2):
+        return out
+    effect = TTestIndPower().solve_power(nobs1=n_treatment, ratio=n_control / n_treatment,
+                                         power=POWER, alpha=alpha / family,
+                                         alternative="two-sided")
+    out["min_detectable_delta"] = float(effect) * sd
+    out["seeds_needed"] = seeds_needed(claimed_delta, sd, family=family, alpha=alpha, rng=rng)
+    return out
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+def trend(levels: Sequence[float], values: Sequence[float]) -> dict[str, float]:
+    """Least-squares slope of the metric on the level's rank (0, 1, 2, ... in the axis'
+    order) and its two-sided p (scipy's linregress): the change per level step of an
+    ordered axis. NaN with fewer than two levels or three runs."""
+    x, y = np.asarray(levels, dtype=float), np.asarray(values, dtype=float)
+    if np.unique(x).size < 2 or y.size < 3 or np.ptp(y) == 0:
+        return {"trend_per_level": np.nan, "trend_p": np.nan}
+    fit = stats.linregress(x, y)
+    return {"trend_per_level": fit.slope, "trend_p": fit.pvalue}
 
 
 def sweep(df: pd.DataFrame, axis: str, default: object, *, metric: str = "test_accuracy",
-          method: str = "holm") -> dict[str, object]:
-    """Effect of one sweep axis (e.g. smoothness 1, 2, 4, 8, 16) within one study and dataset.
+          order: Sequence[object] | None = None) -> dict[str, object]:
+    """Effect of one sweep axis (e.g. smoothness 1, 2, 4, 8, 16) within one group.
 
     Returns Kruskal-Wallis and one-way ANOVA p across the levels (NaN with fewer than two
-    levels), n_diverged / n_excluded, and `pairwise`: per level, Welch's t-test against the
-    `default` level with p adjusted across the non-default levels by `method`.
+    levels), n_diverged / n_excluded, `pairwise`: per non-default level, delta and the raw
+    two-sample p (two_sample_p) against the `default` level, for the caller to adjust across
+    its table; and, when `order` lists the levels of an ordered axis, the `trend` over it.
     """
     done, n_diverged, n_excluded = _completed(df, metric)
     groups = {level: g[metric].to_numpy() for level, g in done.groupby(axis, sort=True)}
     if default not in groups:
         raise ValueError(f"default {axis}={default!r} has no completed runs; levels with "
                          f"completed runs are {list(groups)}.")
-    samples = list(groups.values())
-    several = len(samples) >= 2
-    rows = [{axis: level, "n": x.size, "mean": x.mean(),
-             "delta": x.mean() - groups[default].mean(),
-             "welch_p": stats.ttest_ind(x, groups[default], equal_var=False).pvalue}
+    samples = [x for x in groups.values()]
+    several = len(samples) >= 2 and all(x.size >= 2 for x in samples)
+    base = groups[default]
+    rows = [{axis: level, "n": x.size, "mean": x.mean(), "delta": x.mean() - base.mean(),
+             "p": two_sample_p(x, base) if x.size >= 2 and base.size >= 2 else np.nan}
             for level, x in groups.items() if level != default]
-    pairwise = pd.DataFrame(rows, columns=[axis, "n", "mean", "delta", "welch_p"])
-    pairwise["p_adjusted"] = adjust(pairwise["welch_p"], method)
-    return {"axis": axis, "default": default, "levels": list(groups),
-            "kruskal_p": stats.kruskal(*samples).pvalue if several else np.nan,
-            "anova_p": stats.f_oneway(*samples).pvalue if several else np.nan,
-            "n_diverged": n_diverged, "n_excluded": n_excluded, "pairwise": pairwise}
+    result = {"axis": axis, "default": default, "levels": list(groups),
+              "kruskal_p": np.nan, "anova_p": np.nan, "n_diverged": n_diverged,
+              "n_excluded": n_excluded, "trend_per_level": np.nan, "trend_p": np.nan,
+              "pairwise": pd.DataFrame(rows, columns=[axis, "n", "mean", "delta", "p"])}
+    if several and np.ptp(np.concatenate(samples)) > 0:
+        result.update(kruskal_p=stats.kruskal(*samples).pvalue,
+                      anova_p=stats.f_oneway(*samples).pvalue)
+    if order is not None:
+        rank = {level: i for i, level in enumerate(order)}
+        result.update(trend(done[axis].map(rank), done[metric]))
+    return result

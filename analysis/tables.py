@@ -42,6 +42,7 @@ from analysis.claims import (  # noqa: F401  (claims_table and CLAIM_COLUMNS: ta
     claim_columns,
     claims_note,
     claims_table,
+    flag_runs,
     group_runs,
     p_column,
     paper_numbers,
@@ -73,17 +74,17 @@ def _in_config_study(runs_table: pd.DataFrame, config: Mapping, study: str) -> s
 
 # -- pooling study --------------------------------------------------------------------------
 
-def pooling_table(runs_table: pd.DataFrame, config: Mapping, *, study: str = POOLING_STUDY,
-                  rng: stats.Rng = 0) -> pd.DataFrame:
+def pooling_table(runs_table: pd.DataFrame, config: Mapping, *,
+                  study: str = POOLING_STUDY) -> pd.DataFrame:
     """Per recipe (and any other key the study varies, e.g. the architecture), dataset and
-    variant of `study`: the metric's n, mean, std and t 95% CI over completed runs (with
-    diverged and excluded counts), the paper's numbers and the official reference's where
+    variant of `study`: the metric's n, mean, std, t 95% CI, median and interquartile mean
+    over completed runs (with diverged, excluded and flagged counts), the paper's numbers and the official reference's where
     its recipe and network are the row's, parameters, MFLOPs at the learned strides,
     training hours and throughput (means over completed runs)."""
-    _, _, metric = analysis_settings(config)
-    runs = in_study(runs_table, study)
+    metric = analysis_settings(config).metric
+    runs = in_study(flag_runs(runs_table, config), study)
     by = [*study_rows(config, study, runs), *(c for c in (DATASET, VARIANT) if c in runs.columns)]
-    summary = stats.summarise(runs, by, metric, rng=rng)
+    summary = stats.summarise(runs, by, metric)
     done = runs[runs["status"] == "completed"]
     wanted = {"params": ("params", "median", 1), "mflops": ("flops", "mean", 1e6),
               "mflops_std": ("flops", "std", 1e6), "train_time_h": ("train_time_s", "mean", 3600),
@@ -103,8 +104,8 @@ def pooling_table(runs_table: pd.DataFrame, config: Mapping, *, study: str = POO
     table["reference"] = [reference_number(references, *k, select_runs(runs, {c: r[c] for c in by}))
                           for k, r in zip(key, records)]
     table = table.rename(columns={"t_ci_low": "ci_low", "t_ci_high": "ci_high"})
-    columns = [*by, "n", "n_runs", "n_diverged", "n_excluded", "mean", "std", "ci_low",
-               "ci_high", "accuracy_pct", "paper", "reference", "params", "mflops",
+    columns = [*by, "n", "n_runs", "n_diverged", "n_excluded", "n_flagged", "mean", "std",
+               "ci_low", "ci_high", "median", "iqm", "accuracy_pct", "paper", "reference", "params", "mflops",
                "mflops_std", "train_time_h", "images_per_s"]
     return _in_run_order(table[columns], runs, by).rename(columns=LABELS)
 
@@ -127,39 +128,76 @@ def level_order(levels: Sequence[str]) -> list[str]:
         return levels
 
 
+def is_ordered(spec: Mapping, levels: Sequence[str]) -> bool:
+    """Whether a sweep's levels are ordered (a trend test applies): the spec's `ordered`,
+    else whether every level is a number."""
+    if "ordered" in spec:
+        return bool(spec["ordered"])
+    try:
+        [float(level) for level in levels]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def sweep_table(runs_table: pd.DataFrame, spec: Mapping, *, metric: str = "test_accuracy",
-                method: str = "holm", rng: stats.Rng = 0) -> pd.DataFrame:
+                method: str = "holm") -> pd.DataFrame:
     """One row per combination of the sweep's `by` columns and level of its `axis`: n, mean,
-    std and t 95% CI over completed runs, delta against the `default` level with Welch's p
-    adjusted across the non-default levels (`p_holm` or `p_fdr_bh`), and the group's
-    Kruskal-Wallis and one-way ANOVA p (stats.sweep). A group whose default level has no
-    completed run gets NaN statistics and a `note`."""
-    runs = in_study(runs_table, spec["study"])
+    std, t 95% CI and median over completed runs, delta against the `default` level with its
+    raw p (stats.two_sample_p) and that p adjusted by `method` across every non-default
+    level of every group in the table (`p_holm` or `p_fdr_bh`: the table is one family),
+    the group's Kruskal-Wallis and one-way ANOVA p and, for an ordered axis (is_ordered),
+    the group's trend per level step with its p adjusted across the table's groups
+    (`trend_p_holm`). A group whose default level has no completed run gets NaN
+    statistics and a `note`."""
+    runs = in_study(flag_runs(runs_table, {"analysis": {"metric": metric}}), spec["study"])
     axis, default, by = spec["axis"], as_cell(spec["default"]), list(spec.get("by") or [])
     require_columns(runs, [axis, *by], f"sweep of study {spec['study']!r}")
-    p_col = p_column(method)
-    rows = []
+    order = level_order(pd.unique(runs[axis]))
+    ordered = is_ordered(spec, order)
+    rows, trend_ps = [], []
     for labels, group in group_runs(runs, by):
-        summary = stats.summarise(group, axis, metric, rng=rng).set_index(axis)
+        summary = stats.summarise(group, axis, metric).set_index(axis)
         try:
-            result, note = stats.sweep(group, axis, default, metric=metric, method=method), ""
-            pairwise = result["pairwise"].set_index(axis)
+            result = stats.sweep(group, axis, default, metric=metric,
+                                 order=order if ordered else None)
+            pairwise, note = result["pairwise"].set_index(axis), ""
         except ValueError as err:
-            result = {"kruskal_p": np.nan, "anova_p": np.nan}
-            pairwise, note = pd.DataFrame(columns=["delta", "welch_p", "p_adjusted"]), str(err)
+            result = {k: np.nan for k in ("kruskal_p", "anova_p", "trend_per_level", "trend_p")}
+            pairwise, note = pd.DataFrame(columns=["delta", "p"]), str(err)
+        trend_ps.append(result["trend_p"])
         for level in level_order(pd.unique(group[axis])):
             cell, is_default = summary.loc[level], level == default
             pair = pairwise.loc[level] if level in pairwise.index else {}
-            delta = 0.0 if is_default and not note else pair.get("delta", np.nan)
             rows.append({
                 **labels, axis: level, "default": is_default,
-                **{k: int(cell[k]) for k in ("n", "n_runs", "n_diverged", "n_excluded")},
-                "mean": cell["mean"], "std": cell["std"],
+                **{k: int(cell[k]) for k in ("n", "n_runs", "n_diverged", "n_excluded",
+                                             "n_flagged")},
+                "mean": cell["mean"], "std": cell["std"], "median": cell["median"],
                 "ci_low": cell["t_ci_low"], "ci_high": cell["t_ci_high"],
-                "accuracy_pct": _pct(cell["mean"], cell["std"]), "delta": delta,
-                "welch_p": pair.get("welch_p", np.nan), p_col: pair.get("p_adjusted", np.nan),
-                "kruskal_p": result["kruskal_p"], "anova_p": result["anova_p"], "note": note})
-    return pd.DataFrame(rows).rename(columns=LABELS)
+                "accuracy_pct": _pct(cell["mean"], cell["std"]),
+                "delta": 0.0 if is_default and not note else pair.get("delta", np.nan),
+                "p": pair.get("p", np.nan), "kruskal_p": result["kruskal_p"],
+                "anova_p": result["anova_p"], "trend_per_level": result["trend_per_level"],
+                "trend_p": result["trend_p"], "group": len(trend_ps) - 1, "note": note})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table.insert(table.columns.get_loc("kruskal_p"), p_column(method),
+                 stats.adjust(table["p"], method))
+    trend_adjusted = stats.adjust(trend_ps, method)
+    table.insert(table.columns.get_loc("note"), p_column(method, "trend_p"),
+                 trend_adjusted[table.pop("group")])
+    return table.rename(columns=LABELS)
+
+
+def outliers_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    """The runs stats.OUTLIER_RULE flags, with their cell's median, robust z and size."""
+    flagged = flag_runs(runs_table, config)
+    metric = analysis_settings(config).metric
+    columns = [c for c in ("run_id", "name", "studies", "seed", metric, "cell_median",
+                           "robust_z", "cell_n") if c in flagged.columns]
+    return flagged.loc[flagged["outlier"].fillna(False).astype(bool), columns].reset_index(drop=True)
 
 
 def status_table(runs_table: pd.DataFrame) -> pd.DataFrame:
@@ -248,14 +286,23 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
                 pooling_study: str = POOLING_STUDY) -> dict[str, list[Path]]:
     """Every table the config asks for, written under `out`; notes on skipped ones printed."""
     out = Path(out)
-    _, method, metric = analysis_settings(config)
+    settings = analysis_settings(config)
+    method, metric = settings.correction, settings.metric
+    runs_table = flag_runs(runs_table, config)
     written = {"status": write_table(status_table(runs_table), out / "status",
-                                     note="Runs per study, dataset and status.")}
+                                     note="Runs per study, dataset and status."),
+               "outliers": write_table(outliers_table(runs_table, config), out / "outliers",
+                                       note=stats.outlier_rule(settings.outlier_z,
+                                                                 settings.outlier_min_gap))}
     if config.get("comparisons"):
-        shown = [*claim_columns(method), "recipe", "n_diverged", "paper_control",
-                 "reference_control", "note"]
-        written["claims"] = write_table(claims_table(runs_table, config), out / "claims",
-                                        columns=shown, note=claims_note(config))
+        claims = claims_table(runs_table, config)
+        shown = ["claim", "dataset", "recipe", "paper_delta", "delta", "ci_low", "ci_high",
+                 "verdict", "p_verdict", "verdict_test", *(p_column(method, t) for t in
+                                                           ("p0", "p_claim", "p_tost")),
+                 "pi_low", "pi_high", "paper_in_pi", "paper_value", "mean", "std", "n",
+                 "iqm_delta", "n_diverged", "n_flagged", "reference_control", "note"]
+        written["claims"] = write_table(claims, out / "claims", columns=shown,
+                                        note=claims_note(config, claims))
     else:
         print("note: the config has no comparisons; claims table skipped")
     for study in variant_studies(config) or [pooling_study]:
@@ -264,26 +311,41 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
             continue
         table = pooling_table(runs_table, config, study=study)
         axes = table.columns[:list(table.columns).index("n")]  # recipe, the study's axes, dataset, variant
-        shown = [*axes, "accuracy_pct", "n", "n_runs", "n_diverged", "paper", "reference", "params",
-                 "mflops", "train_time_h"]
+        shown = [*axes, "accuracy_pct", "median", "iqm", "n", "n_runs", "n_diverged",
+                 "n_flagged", "paper", "reference", "params", "mflops", "train_time_h"]
         note = (f"{metric} mean ± std (%) over the n completed runs of n_runs (the others "
-                "diverged, are missing or corrupt); paper: the hybrid paper's single runs; "
-                "reference: the official DiffStride numbers, shown only where the rows' runs "
-                "were trained as the reference was (its recipe, block and architecture).")
+                "diverged, are missing or corrupt), with the median and interquartile mean "
+                "(iqm); n_flagged: runs far from their cell (see the outliers table); paper: "
+                "the hybrid paper's single runs; reference: the official DiffStride numbers, "
+                "shown only where the rows' runs were trained as the reference was (its "
+                "recipe, block and architecture).")
         written[study] = write_table(table, out / study, columns=shown, note=note)
     for name, spec in (config.get("sweeps") or {}).items():
         if skip := _in_config_study(runs_table, config, spec["study"]):
             print(f"note: {skip}; sweep table {name!r} skipped")
             continue
+        table = sweep_table(runs_table, spec, metric=metric, method=method)
+        ordered = table["trend_p"].notna().any()
         shown = [*[LABELS.get(c, c) for c in spec.get("by") or []], spec["axis"], "default",
-                 "accuracy_pct", "n", "n_runs", "n_diverged", "delta", p_column(method),
-                 "kruskal_p", "anova_p", "note"]
-        note = (f"{metric} per level of {spec['axis']} (default {as_cell(spec['default'])}); "
-                f"delta and Welch p against the default, {method}-adjusted across the levels; "
-                "Kruskal-Wallis and ANOVA p across all levels of the group.")
-        written[name] = write_table(sweep_table(runs_table, spec, metric=metric, method=method),
-                                    out / name, columns=shown, note=note)
+                 "accuracy_pct", "median", "n", "n_runs", "n_diverged", "n_flagged", "delta",
+                 p_column(method), *(["trend_per_level", p_column(method, "trend_p")]
+                                     if ordered else []), "kruskal_p", "anova_p", "note"]
+        written[name] = write_table(table, out / name, columns=shown,
+                                    note=sweep_note(spec, settings, ordered))
     return written
+
+
+def sweep_note(spec: Mapping, settings, ordered: bool) -> str:
+    """What a sweep table's columns mean, naming the configured correction."""
+    method = settings.correction
+    return (f"{settings.metric} per level of {spec['axis']} (default "
+            f"{as_cell(spec['default'])}); delta against the default with Welch's p (an exact "
+            f"permutation p where neither level varies), {method}-adjusted across every level "
+            f"of every group in this table (one family, so the table's familywise error "
+            f"stays at {settings.alpha:g}); Kruskal-Wallis and ANOVA p across all levels of "
+            "a group" + (f"; trend_per_level: the least-squares change in {settings.metric} "
+                         f"per level step, its p {method}-adjusted across the table's groups"
+                         if ordered else "") + ".")
 
 
 def main(argv: list[str] | None = None) -> int:

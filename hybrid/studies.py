@@ -281,7 +281,9 @@ def config_schema() -> dict:
                     "additionalProperties": False,
                     "required": ["study", "axis", "default"],
                     "properties": {"study": {"type": "string"}, "axis": {"type": "string"},
-                                   "default": {"type": ["string", "number"]}, "by": strings},
+                                   "default": {"type": ["string", "number"]}, "by": strings,
+                                   "ordered": {"type": "boolean", "description": "whether the levels are "
+                                               "ordered (a trend test applies); default: all levels are numbers"}},
                 },
             },
             "analysis": {
@@ -291,6 +293,13 @@ def config_schema() -> dict:
                     "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                     "correction": {"enum": ["holm", "fdr_bh"]},
                     "metric": {"enum": ["test_accuracy", "best_test_accuracy", "val_accuracy"]},
+                    "equivalence_margin": {"type": "number", "exclusiveMinimum": 0, "default": 0.005,
+                                           "description": "accuracy difference within which TOST may "
+                                                          "call two arms equivalent ('no effect')"},
+                    "outlier_z": {"type": "number", "exclusiveMinimum": 0, "default": 3.5,
+                                  "description": "robust z beyond which a run is flagged"},
+                    "outlier_min_gap": {"type": "number", "minimum": 0, "default": 0.01,
+                                        "description": "a flagged run also lies this far from its cell's median"},
                 },
             },
             "resources": {

@@ -7,19 +7,25 @@ import pandas as pd
 import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower
 
+from analysis import inference
 from analysis.stats import (
+    COMPARE_KEYS,
     VERDICT_RULE,
     adjust,
     cell_summary,
     compare,
     compare_family,
     compare_runs,
+    flag_outliers,
     hedges_g,
+    outlier_flags,
+    reproduced_rate,
+    seeds_needed,
     summarise,
     sweep,
     verdict,
+    verdicts,
 )
 
 SEEDS = np.arange(10)
@@ -36,75 +42,242 @@ def planted_runs(effects: dict[str, float], n: int = 10, sd: float = 0.005, base
     ])
 
 
+def arms_with(delta: float, sd: float, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two arms whose sample means differ by exactly `delta` and whose SDs are exactly `sd`."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((2, n))
+    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, ddof=1, keepdims=True)
+    return 0.93 + delta + sd * z[0], 0.93 + sd * z[1]
+
+
 @pytest.fixture
 def arms() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     return rng.normal(0.92, 0.005, 10), rng.normal(0.90, 0.005, 10)
 
 
-def test_real_two_point_gain_is_reproduced(arms):
+# -- 1. direction and size apart --------------------------------------------------------------
+
+def test_a_real_gain_of_the_claimed_size_is_reproduced(arms):
     treatment, control = arms
     result = compare(treatment, control, claimed_delta=0.02)
     family = compare_family([result])
-    assert family.loc[0, "p_adjusted"] < 0.05
-    assert 0 < result["delta_ci_low"] < 0.02 < result["delta_ci_high"]
-    assert family.loc[0, "verdict"] == "reproduced"
-    assert verdict(result, claimed_delta=0.02) == "reproduced"
+    assert family.loc[0, "verdict"] == verdict(result) == "reproduced"
+    assert family.loc[0, "verdict_test"] == "p0"
+    assert family.loc[0, "p_verdict"] == family.loc[0, "p0_adjusted"] < 0.05
 
 
-def simulated_verdicts(treatment_mean: float, n_simulations: int, seed: int) -> list[str]:
-    """Verdicts on simulated comparisons (n = 5 per arm, sd 0.005, control mean 0.9) of a
-    claimed +0.01 gain."""
-    rng = np.random.default_rng(seed)
-    return [
-        verdict(compare(rng.normal(treatment_mean, 0.005, 5), rng.normal(0.9, 0.005, 5),
-                        claimed_delta=0.01, rng=i, n_resamples=500), claimed_delta=0.01)
-        for i in range(n_simulations)
-    ]
+def test_a_gain_far_smaller_than_claimed_is_not_reproduced():
+    """The issue's case: paper +0.0322, observed +0.003 at sd 0.001 over 10 seeds."""
+    treatment, control = arms_with(0.003, 0.001, 10)
+    result = compare(treatment, control, claimed_delta=0.0322)
+    assert result["p0"] < 1e-5 and result["p_claim"] < 1e-20
+    assert verdict(result) == "smaller than claimed"
+    family = compare_family([result])
+    assert family.loc[0, "verdict_test"] == "p_claim"
+    assert family.loc[0, "p_verdict"] == family.loc[0, "p_claim_adjusted"]
 
 
-def test_false_reproduced_rate_under_the_null_stays_near_alpha():
-    verdicts = simulated_verdicts(0.9, 400, seed=123)
-    assert verdicts.count("reproduced") / len(verdicts) <= 0.08
+def test_weaker_evidence_for_the_same_gain_does_not_read_as_stronger_support():
+    """+0.003 at sd 0.003 over 5 seeds: no direction shown, the claimed size rejected."""
+    treatment, control = arms_with(0.003, 0.003, 5)
+    result = compare(treatment, control, claimed_delta=0.0322)
+    assert result["p0"] > 0.05
+    assert verdict(result) == "contradicted"
 
 
-def test_true_claim_is_rarely_contradicted():
-    verdicts = simulated_verdicts(0.91, 200, seed=321)
-    assert verdicts.count("contradicted") / len(verdicts) <= 0.08
+def test_no_effect_needs_equivalence_within_the_margin():
+    treatment, control = arms_with(0.0002, 0.001, 10)
+    result = compare(treatment, control, claimed_delta=0.0094, margin=0.005)
+    assert result["p_tost"] == pytest.approx(inference.tost_p(treatment, control, 0.005))
+    assert verdict(result) == "no effect"
+    # the same data with a margin too tight to show equivalence: the claim is still rejected
+    tight = compare(treatment, control, claimed_delta=0.0094, margin=0.0001)
+    assert verdict(tight) == "contradicted"
 
 
-def test_impossible_claim_is_contradicted():
-    rng = np.random.default_rng(5)
-    result = compare(rng.normal(0.9, 0.003, 10), rng.normal(0.9, 0.003, 10), claimed_delta=0.03)
-    assert result["delta_ci_high"] < 0.03
-    assert result["seeds_needed"] == 2  # 10 SDs: beyond statsmodels' root finder, still answered
-    assert verdict(result, claimed_delta=0.03) == "contradicted"
-
-
-def test_gain_smaller_than_claimed_is_reproduced_with_its_size_rejected(arms):
+def test_a_gain_larger_than_claimed_says_so(arms):
     treatment, control = arms
-    result = compare(treatment, control, claimed_delta=0.05)
-    assert result["claim_p"] < 0.05 and result["welch_p"] < 0.05
-    assert verdict(result, claimed_delta=0.05) == "reproduced"
+    assert verdict(compare(treatment, control, claimed_delta=0.005)) == "larger than claimed"
 
 
-def test_significant_effect_against_the_claim_is_contradicted(arms):
+def test_a_significant_effect_against_the_claim_is_contradicted(arms):
     treatment, control = arms
     result = compare(control, treatment, claimed_delta=0.02)
-    assert verdict(result, claimed_delta=0.02) == "contradicted"
-    assert verdict(result, claimed_delta=None) == "inconclusive"
-    assert "reproduced" in VERDICT_RULE and "contradicted" in VERDICT_RULE
+    assert verdict(result) == "contradicted"
+    assert verdict({**result, "claimed_delta": np.nan}) == "lower"
 
+
+@pytest.mark.parametrize("p0, p_claim, p_tost, delta, claim, expected", [
+    (0.01, 0.50, 0.90, 0.010, 0.010, ("reproduced", "p0")),
+    (0.01, 0.01, 0.90, 0.003, 0.010, ("smaller than claimed", "p_claim")),
+    (0.01, 0.01, 0.90, 0.030, 0.010, ("larger than claimed", "p_claim")),
+    (0.01, 0.01, 0.90, -0.01, 0.010, ("contradicted", "p0")),
+    (0.30, 0.01, 0.01, 0.001, 0.010, ("no effect", "p_tost")),
+    (0.30, 0.01, 0.30, 0.001, 0.010, ("contradicted", "p_claim")),
+    (0.30, 0.30, 0.30, 0.001, 0.010, ("inconclusive", "p0")),
+    (0.01, 0.01, 0.90, 0.010, -0.01, ("contradicted", "p0")),
+    (0.01, np.nan, 0.90, 0.010, 0.0, ("contradicted", "p0")),
+    (0.30, np.nan, 0.01, 0.001, 0.0, ("no effect", "p_tost")),
+    (0.01, np.nan, 0.90, 0.010, np.nan, ("higher", "p0")),
+    (0.01, np.nan, 0.90, -0.01, np.nan, ("lower", "p0")),
+    (0.30, np.nan, 0.01, 0.001, np.nan, ("no effect", "p_tost")),
+    (np.nan, np.nan, np.nan, 0.01, 0.010, ("inconclusive", "p0")),
+])
+def test_each_branch_of_the_verdict_rule(p0, p_claim, p_tost, delta, claim, expected):
+    verdict_, test = verdicts(p0, p_claim, p_tost, delta, claim)
+    assert (str(verdict_), str(test)) == expected
+    assert f"'{expected[0]}'" in VERDICT_RULE
+
+
+def test_false_reproduced_rate_under_the_null_is_at_most_half_alpha():
+    """No true gain, a claimed +0.01, 5 seeds per arm: 'reproduced' needs a significant
+    delta of the claimed sign, so at most alpha / 2 of null studies may say it."""
+    rng = np.random.default_rng(123)
+    a, b = rng.normal(0.9, 0.005, (20000, 5)), rng.normal(0.9, 0.005, (20000, 5))
+    p0 = inference.welch(a, b).pvalue
+    p_claim = inference.welch(a, b, shift=0.01).pvalue
+    p_tost = inference.tost_p(a, b, 0.005)
+    verdict_, _ = verdicts(p0, p_claim, p_tost, a.mean(1) - b.mean(1), 0.01)
+    assert np.mean(verdict_ == "reproduced") <= 0.025
+    # and a true claim is rarely contradicted
+    a = a + 0.01
+    p0, p_claim = inference.welch(a, b).pvalue, inference.welch(a, b, shift=0.01).pvalue
+    verdict_, _ = verdicts(p0, p_claim, inference.tost_p(a, b, 0.005), a.mean(1) - b.mean(1), 0.01)
+    assert np.mean(verdict_ == "contradicted") <= 0.05
+
+
+# -- 3, 4. intervals that hold their label --------------------------------------------------
+
+def test_delta_interval_is_welch_and_p_improvement_interval_stays_open():
+    treatment, control = [0.93, 0.931, 0.932, 0.934, 0.935], [0.92, 0.921, 0.922, 0.923, 0.925]
+    result = compare(treatment, control)
+    ci = stats.ttest_ind(treatment, control, equal_var=False).confidence_interval()
+    assert (result["delta_ci_low"], result["delta_ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert result["p_improvement"] == 1.0
+    assert result["p_improvement_ci_high"] == 1.0 and result["p_improvement_ci_low"] < 0.95
+
+
+# -- 5. seeds that deliver ------------------------------------------------------------------
+
+def test_seeds_needed_delivers_the_verdict_in_its_family():
+    """The issue's case: CIFAR-10's +0.0094 at sd 0.003 in the config's family of 4. The old
+    t-test figure (3 seeds) gives 'reproduced' about a third of the time in that family."""
+    needed = seeds_needed(0.0094, 0.003, family=4)
+    assert needed == 5
+    assert seeds_needed(0.0094, 0.003, family=1) < needed
+    # an independent check with full samples: Holm over the family by hand, three null
+    # comparisons beside the true one, the rule applied to the adjusted p's
+
+    def rate(n: int, replicates: int = 20000) -> float:
+        rng = np.random.default_rng(n)
+        shift = np.array([0.0094, 0.0, 0.0, 0.0])[None, :, None]
+        a = rng.normal(0.9, 0.003, (replicates, 4, n)) + shift
+        b = rng.normal(0.9, 0.003, (replicates, 4, n))
+        p0 = inference.welch(a, b).pvalue
+        order = np.argsort(p0, axis=1)
+        steps = np.take_along_axis(p0, order, axis=1) * np.arange(4, 0, -1)
+        holm = np.empty_like(p0)
+        np.put_along_axis(holm, order, np.minimum(1, np.maximum.accumulate(steps, axis=1)), axis=1)
+        p_claim = inference.welch(a[:, 0], b[:, 0], shift=0.0094).pvalue  # raw: a floor
+        verdict_, _ = verdicts(holm[:, 0], p_claim, np.nan, a[:, 0].mean(1) - b[:, 0].mean(1),
+                               0.0094)
+        return np.mean(verdict_ == "reproduced")
+
+    assert rate(needed) >= 0.8
+    assert rate(3) < 0.5
+    assert reproduced_rate(0.0094, 0.003, 3, claimed_delta=0.0094, family=4) < 0.4
+
+
+def test_seeds_needed_is_reported_for_the_family():
+    rng = np.random.default_rng(11)
+    results = [compare(rng.normal(0.9 + d, 0.005, 6), rng.normal(0.9, 0.005, 6),
+                       claimed_delta=0.01) for d in (0.0, 0.004, 0.012)]
+    family = compare_family(results)
+    assert (family["family"] == 3).all()
+    row = family.loc[0]
+    assert row["seeds_needed"] == seeds_needed(0.01, row["pooled_sd"], family=3)
+    assert seeds_needed(0.01, 0.0) != seeds_needed(0.01, 0.0)  # NaN without spread
+    assert seeds_needed(0.0001, 0.05, max_n=50) == math.inf
+
+
+# -- 6. arms without spread -------------------------------------------------------------------
+
+def test_constant_arms_never_give_p_zero():
+    result = compare([0.9301, 0.9301], [0.9240, 0.9240], claimed_delta=0.0094)
+    assert result["test"] == "permutation"
+    assert result["p0"] == pytest.approx(1 / 3)
+    assert verdict(result) == "inconclusive"
+    five = compare([0.9301] * 5, [0.9240] * 5, claimed_delta=0.0094)
+    assert five["p0"] == pytest.approx(2 / 252)  # the smallest split p, not 0
+    assert np.isnan(five["delta_ci_low"])
+
+
+# -- 7. tests that cannot reach significance ----------------------------------------------------
+
+def test_rank_tests_carry_their_smallest_attainable_p():
+    result = compare([0.93, 0.94, 0.95, 0.96, 0.97], [0.90, 0.91, 0.92, 0.915, 0.905],
+                     treatment_seeds=range(5), control_seeds=range(5))
+    assert result["wilcoxon_min_p"] == 0.0625 and result["wilcoxon_p"] >= 0.0625
+    three = compare([0.93, 0.94, 0.95], [0.90, 0.91, 0.92])
+    assert three["mannwhitney_min_p"] == pytest.approx(0.1)
+    assert three["mannwhitney_p"] == pytest.approx(0.1)
+
+
+# -- 8. outliers ------------------------------------------------------------------------------
+
+def test_one_collapsed_run_is_flagged_and_robust_summaries_show_the_gain():
+    """4 of 5 treatment runs above every control, one collapsed to 0.10."""
+    runs = planted_runs({"hybrid": 0.02, "diffstride": 0.0}, n=5, sd=0.002)
+    collapsed = runs.index[runs["variant"] == "hybrid"][2]
+    runs.loc[collapsed, "test_accuracy"] = 0.10
+    flags = outlier_flags(runs, ["variant"])
+    assert flags.index[flags["outlier"]].tolist() == [collapsed]
+    runs["outlier"] = flags["outlier"]
+    result = compare_runs(runs, treatment={"variant": "hybrid"}, control={"variant": "diffstride"},
+                          claimed_delta=0.02)
+    assert result["n_flagged_treatment"] == 1 and result["n_flagged_control"] == 0
+    assert result["delta"] < -0.1 and result["iqm_delta"] > 0.015
+    assert summarise(runs, "variant").set_index("variant").loc["hybrid", "n_flagged"] == 1
+    # the verdict keeps to the stated rule: the collapsed run stays in
+    assert result["n_treatment"] == 5
+
+
+def test_outlier_rule_needs_both_a_robust_z_and_a_gap():
+    assert not flag_outliers([0.90, 0.905]).any()  # below 3 runs: nothing flagged
+    assert not flag_outliers([0.9, 0.9, 0.9, 0.905]).any()  # MAD 0, but only 0.005 away
+    assert flag_outliers([0.9, 0.9, 0.9, 0.95]).tolist() == [False, False, False, True]
+
+
+# -- 10. robustness ---------------------------------------------------------------------------
+
+def test_repeated_seeds_skip_pairing_and_keep_the_rest():
+    rng = np.random.default_rng(2)
+    result = compare(rng.normal(0.92, 0.005, 6), rng.normal(0.90, 0.005, 6),
+                     treatment_seeds=[0, 0, 1, 1, 2, 2], control_seeds=[0, 0, 1, 1, 2, 2],
+                     claimed_delta=0.02)
+    assert result["pairing"].startswith("pairing skipped")
+    assert np.isnan(result["paired_t_p"]) and result["n_pairs"] == 0
+    assert verdict(result) == "reproduced"
+
+
+def test_compare_returns_the_same_keys_whatever_the_data():
+    assert set(compare([], [0.9])) == set(COMPARE_KEYS)
+    assert set(compare([0.9, 0.91], [0.8, 0.81], claimed_delta=0.1)) == set(COMPARE_KEYS)
+
+
+# -- the library calls behind the numbers ------------------------------------------------------
 
 def test_holm_is_applied_across_the_family():
     rng = np.random.default_rng(11)
     results = [compare(rng.normal(0.9 + d, 0.005, 6), rng.normal(0.9, 0.005, 6),
                        claimed_delta=0.01) for d in (0.0, 0.002, 0.004, 0.008, 0.012)]
     family = compare_family(results)
-    raw = family["welch_p"].to_numpy()
-    np.testing.assert_allclose(family["p_adjusted"], multipletests(raw, method="holm")[1])
-    assert np.all(family["p_adjusted"] >= raw)
-    np.testing.assert_allclose(adjust(raw, "fdr_bh"), multipletests(raw, method="fdr_bh")[1])
+    for raw in ("p0", "p_claim", "p_tost"):
+        np.testing.assert_allclose(family[f"{raw}_adjusted"],
+                                   multipletests(family[raw], method="holm")[1])
+    np.testing.assert_allclose(adjust(family["p0"], "fdr_bh"),
+                               multipletests(family["p0"], method="fdr_bh")[1])
     with_nan = adjust([0.01, np.nan, 0.04])
     assert np.isnan(with_nan[1])
     np.testing.assert_allclose(with_nan[[0, 2]], multipletests([0.01, 0.04], method="holm")[1])
@@ -112,28 +285,19 @@ def test_holm_is_applied_across_the_family():
 
 def test_each_statistic_matches_a_direct_library_call(arms):
     treatment, control = arms
-    control = control.copy()
     result = compare(treatment, control, treatment_seeds=SEEDS, control_seeds=SEEDS[::-1],
                      claimed_delta=0.01)
     by_seed = control[::-1]  # control_seeds reversed: control[i] belongs to seed 9 - i
-    assert result["welch_p"] == pytest.approx(
-        stats.ttest_ind(treatment, control, equal_var=False).pvalue)
-    assert result["claim_p"] == pytest.approx(
+    assert result["p0"] == pytest.approx(stats.ttest_ind(treatment, control, equal_var=False).pvalue)
+    assert result["p_claim"] == pytest.approx(
         stats.ttest_ind(treatment - 0.01, control, equal_var=False).pvalue)
     assert result["mannwhitney_p"] == pytest.approx(
         stats.mannwhitneyu(treatment, control, alternative="two-sided").pvalue)
     assert result["paired_t_p"] == pytest.approx(stats.ttest_rel(treatment, by_seed).pvalue)
     assert result["wilcoxon_p"] == pytest.approx(stats.wilcoxon(treatment, by_seed).pvalue)
     assert result["n_pairs"] == 10
-
     sd = math.sqrt((treatment.var(ddof=1) + control.var(ddof=1)) / 2)
     assert result["pooled_sd"] == pytest.approx(sd)
-    power = TTestIndPower()
-    mde = power.solve_power(nobs1=10, ratio=1.0, alpha=0.05, power=0.8) * sd
-    assert result["min_detectable_delta"] == pytest.approx(mde)
-    needed = result["seeds_needed"]
-    assert power.power(0.01 / sd, nobs1=needed, alpha=0.05) >= 0.8
-    assert power.power(0.01 / sd, nobs1=needed - 1, alpha=0.05) < 0.8
 
 
 def test_paired_tests_need_two_shared_seeds(arms):
@@ -143,7 +307,7 @@ def test_paired_tests_need_two_shared_seeds(arms):
     assert result["n_pairs"] == 1 and np.isnan(result["paired_t_p"])
     assert np.isnan(compare(treatment, control)["wilcoxon_p"])
     with pytest.raises(ValueError, match="treatment_seeds"):
-        compare(treatment[:2], control[:2], treatment_seeds=[0, 0], control_seeds=[0, 1])
+        compare(treatment[:2], control[:2], treatment_seeds=[0], control_seeds=[0, 1])
 
 
 def test_hedges_g_matches_the_hand_formula():
@@ -154,35 +318,18 @@ def test_hedges_g_matches_the_hand_formula():
     assert np.isnan(hedges_g([1.0, 1.0], [1.0, 1.0]))
 
 
-@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # the constant arm b
-def test_probability_of_improvement_counts_ties_as_half():
-    a, b = [1.0, 2.0, 3.0], [2.0, 2.0]
-    # pairs: (1,2) x2 lose, (2,2) x2 tie, (3,2) x2 win -> (2 + 0.5 * 2) / 6
-    result = compare(a, b)
-    assert result["p_improvement"] == pytest.approx(0.5)
-    assert result["p_improvement_ci_low"] <= 0.5 <= result["p_improvement_ci_high"]
-    assert compare([0.9, 0.91], [0.8, 0.81])["p_improvement"] == 1.0
-
-
-def test_bootstrap_is_deterministic_given_the_seed(arms):
-    treatment, control = arms
-    assert compare(treatment, control, rng=3) == compare(treatment, control, rng=3)
-    gen_a, gen_b = np.random.default_rng(9), np.random.default_rng(9)
-    assert cell_summary(treatment, rng=gen_a) == cell_summary(treatment, rng=gen_b)
-
-
 def test_cell_summary_statistics_and_small_n():
     x = np.array([0.90, 0.91, 0.93, 0.92])
     s = cell_summary(x)
     assert (s["n"], s["mean"], s["median"]) == (4, pytest.approx(0.915), pytest.approx(0.915))
     assert s["std"] == pytest.approx(np.std(x, ddof=1))
+    assert s["iqm"] == pytest.approx(stats.trim_mean(x, 0.25))
     t_ci = stats.t.interval(0.95, df=3, loc=x.mean(), scale=stats.sem(x))
     assert (s["t_ci_low"], s["t_ci_high"]) == pytest.approx(t_ci)
-    assert x.min() <= s["boot_ci_low"] < s["mean"] < s["boot_ci_high"] <= x.max()
     one = cell_summary([0.9])
-    assert one["mean"] == 0.9 and np.isnan(one["std"]) and np.isnan(one["boot_ci_low"])
+    assert one["mean"] == 0.9 and np.isnan(one["std"]) and np.isnan(one["t_ci_low"])
     assert cell_summary([])["n"] == 0
-    assert np.isnan(compare([0.9], [0.8, 0.7])["welch_p"])
+    assert np.isnan(compare([0.9], [0.8, 0.7])["p0"])
 
 
 def test_diverged_runs_are_excluded_but_counted():
@@ -191,22 +338,20 @@ def test_diverged_runs_are_excluded_but_counted():
     runs.loc[diverged, ["status", "test_accuracy"]] = ["diverged", 0.1]
     table = summarise(runs, by=["study", "dataset", "variant"]).set_index("variant")
     hybrid = table.loc["hybrid"]
-    counts = hybrid[["n_runs", "n", "n_diverged", "n_excluded"]].tolist()
-    assert counts == [6, 4, 2, 2]
+    assert hybrid[["n_runs", "n", "n_diverged", "n_excluded"]].tolist() == [6, 4, 2, 2]
     kept = runs.loc[runs["variant"].eq("hybrid") & ~diverged, "test_accuracy"]
     assert hybrid["mean"] == pytest.approx(kept.mean())
     assert table.loc["diffstride", "n_diverged"] == 0
-    assert summarise(runs, by="variant")["n_diverged"].tolist() == [0, 2]
-
     result = compare_runs(runs, treatment={"variant": "hybrid"},
                           control={"variant": "diffstride"}, claimed_delta=0.02)
     assert (result["n_treatment"], result["n_diverged_treatment"], result["n_pairs"]) == (4, 2, 4)
-    assert result["mean_treatment"] == pytest.approx(kept.mean())
     with pytest.raises(ValueError, match="selects no runs"):
         compare_runs(runs, treatment={"variant": "spectral"}, control={"variant": "diffstride"})
 
 
-def test_sweep_matches_library_calls_and_holm():
+# -- 9. sweeps --------------------------------------------------------------------------------
+
+def test_sweep_matches_library_calls():
     levels = {1: 0.0, 2: 0.0, 4: 0.02, 8: 0.0, 16: -0.01}
     runs = pd.concat([planted_runs({"hybrid": effect}, n=6, seed=level).assign(smoothness=level)
                       for level, effect in levels.items()], ignore_index=True)
@@ -219,11 +364,25 @@ def test_sweep_matches_library_calls_and_holm():
     assert result["n_diverged"] == 1
     pairwise = result["pairwise"].set_index("smoothness")
     assert list(pairwise.index) == [1, 4, 8, 16]
-    default = groups[1]
-    raw = [stats.ttest_ind(done.loc[done["smoothness"] == lvl, "test_accuracy"], default,
+    raw = [stats.ttest_ind(done.loc[done["smoothness"] == lvl, "test_accuracy"], groups[1],
                            equal_var=False).pvalue for lvl in pairwise.index]
-    np.testing.assert_allclose(pairwise["welch_p"], raw)
-    np.testing.assert_allclose(pairwise["p_adjusted"], multipletests(raw, method="holm")[1])
-    assert pairwise.loc[4, "p_adjusted"] < 0.05 and pairwise.loc[16, "delta"] < 0
+    np.testing.assert_allclose(pairwise["p"], raw)
+    assert np.isnan(result["trend_p"])  # no order given
     with pytest.raises(ValueError, match="default smoothness=3"):
         sweep(runs, "smoothness", default=3)
+
+
+def test_trend_finds_a_steady_gain_that_level_tests_miss():
+    """+0.002 per level over 5 levels, 5 seeds, sd 0.003: the trend is clear, while the
+    levels next to the default differ by less than their noise."""
+    order = [1, 2, 4, 8, 16]
+    runs = pd.concat([planted_runs({"hybrid": 0.002 * i}, n=5, sd=0.003, seed=i)
+                      .assign(smoothness=level) for i, level in enumerate(order)],
+                     ignore_index=True)
+    result = sweep(runs, "smoothness", default=4, order=order)
+    assert result["trend_per_level"] == pytest.approx(0.002, abs=0.001)
+    assert result["trend_p"] < 0.01
+    pairwise = result["pairwise"].set_index("smoothness")
+    assert (adjust(pairwise["p"])[[1, 2]] > 0.05).all()  # levels 2 and 8 vs 4
+    rank = runs["smoothness"].map({v: i for i, v in enumerate(order)})
+    assert result["trend_p"] == pytest.approx(stats.linregress(rank, runs["test_accuracy"]).pvalue)

@@ -162,5 +162,29 @@ def test_the_analysis_spells_config_values_as_runs_csv_does():
 def test_the_report_caption_states_the_verdict_rule_of_the_code():
     from analysis.stats import VERDICT_RULE
 
+    rule = " ".join(VERDICT_RULE.split())
     caption = " ".join((ROOT / "workflow" / "report" / "table_claims.rst").read_text().split())
-    assert " ".join(VERDICT_RULE.split()) in caption
+    assert rule in caption
+    readme = " ".join((ROOT / "README.md").read_text().replace("\n> ", "\n").split())
+    assert rule in readme
+
+
+def test_captions_render_and_name_the_configured_correction():
+    """Each caption through Jinja and docutils, as Snakemake's report renders it, under a
+    config that asks for Benjamini-Hochberg: the correction named is the configured one."""
+    import types
+
+    import jinja2
+    from docutils.core import publish_parts
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["analysis"]["correction"] = "fdr_bh"
+    snakemake = types.SimpleNamespace(config=config)
+    for path in sorted((ROOT / "workflow" / "report").glob("*.rst")):
+        text = jinja2.Environment().from_string(path.read_text()).render(snakemake=snakemake)
+        html = publish_parts(text, writer="html",
+                             settings_overrides={"halt_level": 2, "report_level": 2})["body"]
+        assert "holm" not in html.lower(), path.name
+        if path.name in ("table_claims.rst", "table_sweep.rst", "table_smoothness.rst",
+                         "table_placement.rst", "workflow.rst"):
+            assert "fdr_bh" in html, path.name

@@ -9,8 +9,10 @@ from statsmodels.stats.multitest import multipletests
 from analysis import stats
 from analysis.tables import (
     CLAIM_COLUMNS,
+    claims_note,
     claims_table,
     main,
+    outliers_table,
     pooling_table,
     sweep_table,
     to_markdown,
@@ -56,10 +58,10 @@ def planted(cells: list[dict], n: int = N, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture
 def pooling_runs() -> pd.DataFrame:
-    """cifar10: hybrid +2 points over diffstride (claim +0.94); cifar100: no effect (claim
+    """cifar10: hybrid +0.94 points over diffstride (the claim); cifar100: no effect (claim
     +3.22); synthetic: +2 points but no paper number; plus a strided baseline."""
     cells = [{"dataset.name": d, "variant": v, "acc": base + gain}
-             for d, base, gain in (("cifar10", 0.92, 0.02), ("cifar100", 0.70, 0.0),
+             for d, base, gain in (("cifar10", 0.92, 0.0094), ("cifar100", 0.70, 0.0),
                                    ("synthetic", 0.5, 0.02))
              for v, gain in (("strided", -0.01), ("diffstride", 0.0), ("hybrid", gain))]
     runs = planted(cells)
@@ -70,10 +72,13 @@ def pooling_runs() -> pd.DataFrame:
 
 def test_claims_table_columns_verdicts_and_paper_numbers(pooling_runs):
     table = claims_table(pooling_runs, CONFIG).set_index("dataset", drop=False)
-    assert list(table.columns[:12]) == list(CLAIM_COLUMNS)
+    assert list(table.columns[:len(CLAIM_COLUMNS)]) == list(CLAIM_COLUMNS)
     assert list(table.index) == ["cifar10", "cifar100", "synthetic"]
     assert table["verdict"].to_dict() == {"cifar10": "reproduced", "cifar100": "contradicted",
-                                          "synthetic": "inconclusive"}
+                                          "synthetic": "higher"}
+    assert table["verdict_test"].to_dict() == {"cifar10": "p0", "cifar100": "p_claim",
+                                               "synthetic": "p0"}
+    assert table.loc["cifar100", "p_verdict"] == table.loc["cifar100", "p_claim_holm"] < 0.05
     assert table.loc["cifar10", "paper_value"] == 0.9334
     assert table.loc["cifar10", "paper_delta"] == pytest.approx(0.9334 - 0.924)
     assert table.loc["cifar100", "paper_delta"] == pytest.approx(0.7382 - 0.706)
@@ -99,18 +104,20 @@ def test_claims_arm_statistics_match_the_runs(pooling_runs):
         assert row["delta"] == pytest.approx(arm.mean() - control.mean())
         assert row["ci_low"] < row["delta"] < row["ci_high"]
     assert (table.loc["cifar100", "n"], table.loc["cifar100", "n_diverged"]) == (N - 1, 1)
-    assert table.loc["cifar10", "delta"] == pytest.approx(0.02, abs=0.005)
+    assert table.loc["cifar10", "delta"] == pytest.approx(0.0094, abs=0.005)
 
 
 def test_claims_p_is_adjusted_across_all_rows(pooling_runs):
     table = claims_table(pooling_runs, CONFIG)
-    expected = multipletests(table["welch_p"], method="holm")[1]
-    np.testing.assert_allclose(table["p_holm"], expected)
+    expected = multipletests(table["p0"], method="holm")[1]
+    np.testing.assert_allclose(table["p0_holm"], expected)
     fdr = {**CONFIG, "analysis": {**CONFIG["analysis"], "correction": "fdr_bh"}}
     table = claims_table(pooling_runs, fdr)
-    assert "p_holm" not in table.columns and table.columns[10] == "p_fdr_bh"
-    np.testing.assert_allclose(table["p_fdr_bh"],
-                               multipletests(table["welch_p"], method="fdr_bh")[1])
+    assert "p0_holm" not in table.columns and table.columns[10] == "p0_fdr_bh"
+    np.testing.assert_allclose(table["p0_fdr_bh"],
+                               multipletests(table["p0"], method="fdr_bh")[1])
+    np.testing.assert_allclose(table["p_tost_fdr_bh"],
+                               multipletests(table["p_tost"], method="fdr_bh")[1])
 
 
 def test_claims_with_an_arm_without_runs_is_inconclusive(pooling_runs):
@@ -121,6 +128,51 @@ def test_claims_with_an_arm_without_runs_is_inconclusive(pooling_runs):
     assert table.loc["cifar100", "n"] == 0
     assert "treatment has no runs" in table.loc["cifar100", "note"]
     assert table.loc["cifar10", "verdict"] == "reproduced"
+    # the columns do not depend on the data: an empty arm keeps n_diverged and the rest
+    assert list(claims_table(runs, CONFIG).columns) == list(claims_table(pooling_runs, CONFIG).columns)
+    assert table.loc["cifar100", "n_diverged"] == 0
+
+
+def test_the_paper_single_run_delta_is_read_against_a_prediction_interval(pooling_runs):
+    table = claims_table(pooling_runs, CONFIG).set_index("dataset")
+    cifar10, cifar100 = table.loc["cifar10"], table.loc["cifar100"]
+    assert cifar10["pi_low"] < 0.0094 < cifar10["pi_high"] and cifar10["paper_in_pi"] is True
+    assert cifar100["paper_in_pi"] is False  # +3.22 points from one pair of runs like ours
+    assert table.loc["synthetic", "paper_in_pi"] is None
+    assert (cifar10["pi_high"] - cifar10["pi_low"]) > (cifar10["ci_high"] - cifar10["ci_low"])
+    assert cifar10["paper_treatment_in_pi"] in (True, False)
+    note = claims_note(CONFIG, table.reset_index())
+    assert "hybrid_vs_diffstride (cifar100, hybrid-paper): the paper's single-run delta +0.0322 " \
+           "lies outside" in note
+    assert "(cifar10, hybrid-paper): the paper's single-run delta +0.0094 lies inside" in note
+
+
+def test_a_by_that_leaves_out_an_axis_still_gives_verdicts(pooling_runs):
+    """Two recipes per arm under `by: [dataset.name]`: two runs per seed per arm."""
+    runs = pd.concat([pooling_runs, pooling_runs.assign(**{"train.recipe": "official-diffstride"})],
+                     ignore_index=True)
+    config = {**CONFIG, "comparisons": {"c": {**CONFIG["comparisons"]["hybrid_vs_diffstride"],
+                                              "by": ["dataset.name"]}}}
+    table = claims_table(runs, config).set_index("dataset")
+    assert table.loc["cifar10", "n"] == 2 * N and table.loc["cifar10", "verdict"] == "reproduced"
+    assert table.loc["cifar10", "n_pairs"] == 0
+    assert "pairing skipped" in table.loc["cifar10", "note"]
+
+
+def test_a_collapsed_run_is_flagged_listed_and_noted(pooling_runs):
+    runs = pooling_runs.copy()
+    hybrid = runs.index[(runs["variant"] == "hybrid") & (runs["dataset.name"] == "cifar10")]
+    runs.loc[hybrid[4], "test_accuracy"] = 0.10
+    table = claims_table(runs, CONFIG).set_index("dataset")
+    assert table.loc["cifar10", "n_flagged"] == 1
+    assert "1 flagged treatment run(s)" in table.loc["cifar10", "note"]
+    assert table.loc["cifar10", "iqm_delta"] == pytest.approx(0.0094, abs=0.005)
+    outliers = outliers_table(runs, CONFIG)
+    assert outliers["run_id"].tolist() == [runs.loc[hybrid[4], "run_id"]]
+    assert outliers.loc[0, "robust_z"] < -10
+    pooled = pooling_table(runs, CONFIG).set_index(["dataset", "variant"])
+    assert pooled.loc[("cifar10", "hybrid"), "n_flagged"] == 1
+    assert pooled.loc[("cifar10", "hybrid"), "median"] > 0.92
 
 
 def test_pooling_table_per_variant(pooling_runs):
@@ -188,13 +240,23 @@ def test_sweep_table_levels_deltas_and_tests():
     assert list(hybrid.index) == ["1", "2", "4", "16"]  # numeric order
     assert hybrid.loc["4", "default"] and hybrid.loc["4", "delta"] == 0.0
     assert np.isnan(hybrid.loc["4", "p_holm"])
-    expected = stats.sweep(runs[runs["variant"] == "hybrid"], "model.smoothness", "4")
+    expected = stats.sweep(runs[runs["variant"] == "hybrid"], "model.smoothness", "4",
+                           order=["1", "2", "4", "16"])
     pairwise = expected["pairwise"].set_index("model.smoothness")
-    np.testing.assert_allclose(hybrid.loc[pairwise.index, "p_holm"], pairwise["p_adjusted"])
+    np.testing.assert_allclose(hybrid.loc[pairwise.index, "p"], pairwise["p"])
     np.testing.assert_allclose(hybrid.loc[pairwise.index, "delta"], pairwise["delta"])
+    # one family: the whole table's level-vs-default p's, both variants' groups together
+    np.testing.assert_allclose(table["p_holm"].dropna(),
+                               multipletests(table["p"].dropna(), method="holm")[1])
     assert (hybrid["kruskal_p"] == expected["kruskal_p"]).all()
+    assert (hybrid["trend_p"] == expected["trend_p"]).all()
+    trend_ps = table.drop_duplicates("variant")["trend_p"]
+    np.testing.assert_allclose(table.drop_duplicates("variant")["trend_p_holm"],
+                               multipletests(trend_ps, method="holm")[1])
     assert hybrid.loc["16", "delta"] < -0.01 and hybrid.loc["16", "p_holm"] < 0.05
     assert (hybrid["n"] == 5).all() and (table["note"] == "").all()
+    unordered = sweep_table(runs, {**spec, "ordered": False})
+    assert unordered["trend_p"].isna().all()
 
 
 def test_sweep_without_completed_default_gets_a_note():
@@ -244,7 +306,15 @@ def test_cli_writes_every_table_and_notes_skipped_studies(tmp_path, pooling_runs
             assert (tmp_path / "tables" / f"{name}{suffix}").stat().st_size > 0
     assert not (tmp_path / "tables" / "placement.csv").exists()
     claims = pd.read_csv(tmp_path / "tables" / "claims.csv")
-    assert list(claims.columns[:12]) == list(CLAIM_COLUMNS)
-    assert "Verdict rule" in (tmp_path / "tables" / "claims.md").read_text()
+    assert list(claims.columns[:len(CLAIM_COLUMNS)]) == list(CLAIM_COLUMNS)
+    markdown = (tmp_path / "tables" / "claims.md").read_text()
+    assert "Verdict rule" in markdown and " ".join(stats.VERDICT_RULE.split()) in markdown
+    header = markdown.splitlines()[0]
+    for shown in ("verdict", "p_verdict", "verdict_test", "p0_holm", "p_claim_holm",
+                  "p_tost_holm", "paper_in_pi"):
+        assert f"| {shown} |" in header
+    assert "holm-adjusted across every level of every group" in \
+        (tmp_path / "tables" / "smoothness.md").read_text()
+    assert (tmp_path / "tables" / "outliers.csv").exists()
     status = pd.read_csv(tmp_path / "tables" / "status.csv").set_index(["study", "dataset"])
     assert status.loc[("pooling", "cifar10"), ["completed", "missing"]].tolist() == [29, 1]

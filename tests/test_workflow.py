@@ -54,8 +54,10 @@ def test_every_rule_runs_and_the_report_is_written(finished):
     table = pd.read_csv(results / "runs_table.csv")
     assert set(table["status"]) == {"completed"}
     claims = pd.read_csv(results / "tables" / "claims.csv")
-    assert list(claims.columns[:12]) == ["claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n",
-                                         "delta", "ci_low", "ci_high", "p_holm", "verdict"]
+    assert list(claims.columns[:14]) == ["claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n",
+                                         "delta", "ci_low", "ci_high", "p0_holm", "p_claim_holm", "p_tost_holm",
+                                         "verdict"]
+    assert (results / "tables" / "outliers.html").exists()
     for name in ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops", "smoothness",
                  "first_release_accuracy"):
         assert (results / "figures" / f"{name}.png").stat().st_size > 1000

@@ -57,7 +57,7 @@ STUDY_CATEGORY = {"pooling": "2. Pooling variants", "first_release": "3. First r
                   "arch": "4. Architectures", "placement": "5. Placement",
                   "smoothness": "6. Smoothness", "init_stride": "7. Initial strides"}
 RUNS_CATEGORY = "8. Runs"
-CAPTIONED = {"claims", "status", "pooling", "pooling_accuracy", "learning_curves",
+CAPTIONED = {"claims", "status", "outliers", "pooling", "pooling_accuracy", "learning_curves",
              "stride_trajectories", "accuracy_flops", "placement", "smoothness", "init_stride",
              "first_release", "first_release_accuracy", "arch", "arch_accuracy"}
 VARIANT_STUDIES = variant_studies(config)
@@ -78,6 +78,7 @@ TABLES.update({study: _category(study) for study in VARIANT_STUDIES})
 TABLES.update({name: _sweep_category(name) for name, spec in (config.get("sweeps") or {}).items()
                if spec["study"] in config["studies"]})
 TABLES["status"] = RUNS_CATEGORY
+TABLES["outliers"] = RUNS_CATEGORY
 
 FIGURES = {name: STUDY_CATEGORY["pooling"] for name in
            ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops")}
