@@ -94,9 +94,11 @@ def test_training_mode_logits_strides_and_gradients_match():
     (logits * torch.from_numpy(FIXTURE["U"])).sum().backward()
     grads = torch.stack([p.grad for p in model.stride_parameters()]).numpy()
     for reference in (FIXTURE["grad_strides"], FIXTURE["f64_grad_strides"]):
-        # Normwise, as the fixture's README asks of whole-network stride gradients: 1e-3
-        # relative on this case (measured: 2.5e-4 against float64, 4.1e-4 against TF float32).
-        assert np.linalg.norm(grads - reference) / np.linalg.norm(reference) < 1e-3
+        # Normwise, as the fixture's README asks of whole-network stride gradients: "about
+        # 1e-3 relative on this case ... up to 1e-2 on other inputs", with slack. Measured on
+        # the CPU: 2.5e-4 against float64 and 4.1e-4 against TF float32 with torch 2.14.1,
+        # 1.16e-3 with torch 2.11.0 (other kernels flip a ReLU); a wrong formula is O(1).
+        assert np.linalg.norm(grads - reference) / np.linalg.norm(reference) < 2e-3
     def relative(ours, reference):
         return np.linalg.norm(ours - reference) / np.linalg.norm(reference)
 
