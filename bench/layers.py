@@ -74,7 +74,13 @@ def training_steps(batch, width, device, amp, channels_last, min_run_time) -> li
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
             inputs = x.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        # The strides get their gradient but keep their value (lr 0): a stride that moves
+        # can change the maps' shape, and with cudnn.benchmark every new shape is tuned
+        # anew (seconds a step on an H100), which would time cuDNN's autotuner, not the step.
+        strides = {id(p) for p in model.stride_parameters()}
+        optimizer = torch.optim.SGD(
+            [{"params": [p for p in model.parameters() if id(p) not in strides]},
+             {"params": model.stride_parameters(), "lr": 0.0}], lr=0.01, momentum=0.9)
 
         def step():
             optimizer.zero_grad(set_to_none=True)
