@@ -1,4 +1,4 @@
-"""One run's configuration: typed dataclasses, validated once when read.
+"""One run's configuration: typed sections (pydantic dataclasses, hybrid.fields), validated once when read.
 
 A run config is nested (`dataset`, `model`, `train`, `tracking`, `seed`), as in RUN.yaml:
 
@@ -9,8 +9,8 @@ A run config is nested (`dataset`, `model`, `train`, `tracking`, `seed`), as in 
 
 `train.recipe` names a set of defaults (`RECIPES`): `train` settings, which every other
 `train` key overrides, and the model keys the recipe depends on (`model.block`), which a
-run config may leave out but not contradict. Unknown keys and values of the wrong type are errors that name the dotted
-key. `RunConfig.run_id()` is a content hash of what determines the result, so the same
+run config may leave out but not contradict. Unknown keys, values of the wrong type or
+out of range, and contradictory settings are errors that name the dotted key. `RunConfig.run_id()` is a content hash of what determines the result, so the same
 run asked for twice (by two studies, or after an unrelated config edit) trains once.
 """
 
@@ -19,75 +19,81 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
-import yaml
+from pydantic import Field
 
-from hybrid.data import NORMALIZATIONS, NUM_CLASSES, DataConfig
+from hybrid.data import NORMALIZATIONS, NUM_CLASSES, DataConfig, split_sizes
+from hybrid.fields import Bool, Float, Int, Str, describe, section
 from hybrid.models import ModelConfig
+from hybrid.strict_yaml import load_yaml
 
 
-@dataclass(frozen=True)
+RECIPE_NAMES = ("hybrid-paper", "official-diffstride", "diffstride-first-release")  # RECIPES' keys
+
+
+@section("train")
 class TrainConfig:
-    recipe: str = "hybrid-paper"
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
+    recipe: Literal[RECIPE_NAMES] = describe("named train defaults (RECIPES)", default="hybrid-paper")
+    epochs: Int = describe("training epochs", default=200, ge=1)
+    batch_size: Int = describe("training batch size", default=128, ge=1)
+    lr: Float = describe("peak learning rate (lr_schedule step)", default=0.1, gt=0)
+    momentum: Float = describe("SGD momentum", default=0.9, ge=0, lt=1)
+    nesterov: Bool = False
     # PyTorch weight decay (a gradient term wd * w); applied to `decay_on`:
     # "all" (every parameter but the strides) or "weights" (conv and dense kernels and the
     # dense bias, as the official code's Keras regularisers).
-    weight_decay: float = 5e-4
-    decay_on: str = "all"
+    weight_decay: Float = describe("PyTorch weight decay (gradient term wd * w)", default=5e-4, ge=0)
+    decay_on: Literal["all", "weights"] = describe(
+        "all: every parameter but the strides; weights: conv and dense kernels and the dense bias",
+        default="all")
     # "step": lr * gamma^k after each milestone (fractions of the epochs);
     # "piecewise": lr_values[i] between the step boundaries lr_boundaries (lr unused).
-    lr_schedule: str = "step"
-    milestones: tuple[float, ...] = (0.25, 0.5, 0.75)
-    lr_gamma: float = 0.1
-    lr_boundaries: tuple[int, ...] = ()
-    lr_values: tuple[float, ...] = ()
-    label_smoothing: float = 0.0
+    lr_schedule: Literal["step", "piecewise"] = "step"
+    milestones: tuple[Annotated[Float, Field(gt=0, lt=1)], ...] = describe(
+        "step schedule: lr *= lr_gamma at these fractions of the epochs", default=(0.25, 0.5, 0.75))
+    lr_gamma: Float = describe("step schedule's factor", default=0.1, gt=0)
+    lr_boundaries: tuple[Annotated[Int, Field(ge=1)], ...] = describe(
+        "piecewise schedule: the steps where the lr changes, increasing", default=())
+    lr_values: tuple[Annotated[Float, Field(gt=0)], ...] = describe(
+        "piecewise schedule: one lr before, between and after the boundaries", default=())
+    label_smoothing: Float = describe("cross-entropy label smoothing", default=0.0, ge=0, lt=1)
     # Mixup as the official data pipeline does it: consecutive examples are mixed in
     # pairs, each pair with its own Beta(alpha, alpha) weight, so an epoch sees N / 2
     # mixed examples. 0 disables it.
-    mixup_alpha: float = 0.0
-    crop_padding: int = 4
-    flip: bool = True
+    mixup_alpha: Float = describe("Beta(alpha, alpha) mixup of consecutive pairs; 0: none",
+                                  default=0.0, ge=0)
+    crop_padding: Int = describe("random-crop padding in pixels; 0: no crop", default=4, ge=0)
+    flip: Bool = True
     # "dataset": the training set's channel mean and std; "cifar-fixed": the official HEAD's
     # constants (mean 0.4914/0.4822/0.4465, std 0.2023/0.1994/0.2010); "unit": pixels / 255.
-    normalization: str = "dataset"
+    normalization: Literal[NORMALIZATIONS] = "dataset"
     # The stride parameters: their own lr multiplier and weight decay (none by default).
-    stride_lr_mult: float = 1.0
-    stride_weight_decay: float = 0.0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA (the FFT layers stay float32); ignored on CPU
-    channels_last: bool = False
-    cudnn_benchmark: bool = True
-    deterministic: bool = False
-    threads: int = 0  # CPU threads; 0 keeps torch's default
-    eval_batch_size: int = 1000
+    stride_lr_mult: Float = describe("lr multiplier of the DiffStride strides", default=1.0, ge=0)
+    stride_weight_decay: Float = describe("weight decay of the strides", default=0.0, ge=0)
+    device: Annotated[Str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = describe(
+        "auto | cpu | cuda | cuda:N", default="auto")
+    amp: Bool = describe("bf16 autocast on CUDA (the FFT layers stay float32); ignored on CPU",
+                         default=True)
+    channels_last: Bool = False
+    cudnn_benchmark: Bool = True
+    deterministic: Bool = False
+    threads: Int = describe("CPU threads; 0 keeps torch's default", default=0, ge=0)
+    eval_batch_size: Int = describe("evaluation batch size", default=1000, ge=1)
 
     def __post_init__(self):
-        if self.recipe not in RECIPES:
-            raise ValueError(f"train.recipe: unknown {self.recipe!r}; known recipes: {', '.join(RECIPES)}")
-        choices = {"decay_on": ("all", "weights"), "lr_schedule": ("step", "piecewise"),
-                   "normalization": NORMALIZATIONS}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"train.{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("train.epochs and train.batch_size must be >= 1")
         if self.lr_schedule == "piecewise" and len(self.lr_values) != len(self.lr_boundaries) + 1:
             raise ValueError(
                 f"train.lr_values needs one more value than train.lr_boundaries "
                 f"({len(self.lr_boundaries)} boundaries, {len(self.lr_values)} values)"
             )
-        if any(not 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"train.milestones are fractions of the epochs in (0, 1), got {list(self.milestones)}")
+        if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
+            raise ValueError(f"train.lr_boundaries must increase, got {list(self.lr_boundaries)}")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"train.milestones must increase, got {list(self.milestones)}")
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ class Recipe:
 #   official train.py builds its loss with `tf.keras.losses.CategoricalCrossentropy()`
 #   directly, so cifar10.gin's `label_smoothing = 0.2` never applies, and
 #   `data.load_datasets` keeps `augment_fn=None` (no binding), so no crop and no flip.
-RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe] = {  # keys: RECIPE_NAMES
     # The hybrid paper (arXiv 2401.09008). Its facts: 200 epochs, lr 0.1 -> 0.01 -> 0.001
     # -> 0.0001. Assumed (the paper does not say): the steps at 1/4, 1/2 and 3/4 of
     # training, SGD momentum 0.9, weight decay 5e-4 on every parameter but the strides,
@@ -161,11 +167,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-@dataclass(frozen=True)
+@section("tracking")
 class TrackingConfig:
-    uri: str | None = None  # else MLFLOW_TRACKING_URI, else SQLite under the results dir
-    experiment: str = "hybrid-pooling"
-    enabled: bool = True
+    uri: Str | None = describe("MLflow tracking URI; else MLFLOW_TRACKING_URI, else SQLite under "
+                               "the results dir", default=None)
+    experiment: Str = describe("MLflow experiment", default="hybrid-pooling", min_length=1)
+    enabled: Bool = True
 
 
 @dataclass(frozen=True)
@@ -209,74 +216,15 @@ def _to_plain(value):
     return value
 
 
-def _type_name(annotation) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        return "a list" if args[-1] is Ellipsis else f"a list of {len(args)}"
-    if origin is dict:
-        return "a mapping"
-    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
-
-
-def _check_type(value, annotation, key: str):
-    """`value` converted to `annotation` (int -> float, list -> tuple), or a ValueError."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return _check_type(value, option, key)
-            except ValueError as err:
-                errors.append(err)
-        nested = [e for e in errors if str(e).startswith((f"{key}[", f"{key}."))]
-        if nested or len(errors) == 1:  # the option that matched in shape says what is wrong inside
-            raise (nested or errors)[0]
-        raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
-        if args[-1] is Ellipsis:
-            return tuple(_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{key}: expected {_type_name(annotation)}, got {list(value)!r}")
-        return tuple(_check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        key_type, value_type = typing.get_args(annotation)
-        if not isinstance(value, dict):
-            raise ValueError(f"{key}: expected a mapping, got {value!r}")
-        return {_check_type(k, key_type, key): _check_type(v, value_type, f"{key}.{k}") for k, v in value.items()}
-    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if annotation in (str, bool) and isinstance(value, annotation):
-        return value
-    raise ValueError(f"{key}: expected {_type_name(annotation)}, got {value!r}")
-
-
 def _build(cls, data, prefix: str, defaults: dict | None = None):
+    """A section from its mapping over `defaults`; every error names the dotted key."""
     if not isinstance(data, dict):
         raise ValueError(f"{prefix}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
+    known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}; known keys: {', '.join(known)}")
-    values = dict(defaults or {})
-    for key, value in data.items():
-        values[key] = _check_type(value, hints[key], f"{prefix}.{key}")
-    try:
-        return cls(**values)
-    except ValueError as err:
-        message = str(err)
-        raise ValueError(message if message.startswith(prefix) else f"{prefix}: {message}") from None
+    return cls(**{**(defaults or {}), **data})
 
 
 def parse_run_config(data: dict) -> RunConfig:
@@ -293,34 +241,46 @@ def parse_run_config(data: dict) -> RunConfig:
         raise ValueError(f"train.recipe: unknown {recipe_name!r}; known recipes: {', '.join(RECIPES)}")
     recipe = RECIPES[recipe_name]
     built = {}
-    for section, cls in sections.items():
-        raw = data.get(section) or {}
+    for key, cls in sections.items():
+        raw = data.get(key) or {}
         defaults = None
         if cls is ModelConfig and isinstance(raw, dict):
             dataset = (data.get("dataset") or {}).get("name", DataConfig.name)
             defaults = {"num_classes": NUM_CLASSES.get(dataset, ModelConfig.num_classes), **recipe.model}
-            for key, wanted in recipe.model.items():
-                if key in raw and raw[key] != wanted:
+            for option, wanted in recipe.model.items():
+                if option in raw and raw[option] != wanted:
                     raise ValueError(
-                        f"model.{key}: {raw[key]!r} contradicts train.recipe {recipe_name!r}, which runs "
-                        f"model.{key}: {wanted} ({recipe.source}); drop model.{key} or choose another recipe"
+                        f"model.{option}: {raw[option]!r} contradicts train.recipe {recipe_name!r}, which runs "
+                        f"model.{option}: {wanted} ({recipe.source}); drop model.{option} or choose another recipe"
                     )
         if cls is TrainConfig:
-            hints = typing.get_type_hints(TrainConfig)
-            defaults = {k: _check_type(v, hints[k], f"train.{k}") for k, v in recipe.train.items()}
-        built[section] = _build(cls, raw, section, defaults)
-    seed = _check_type(data.get("seed", 0), int, "seed")
-    name = _check_type(data.get("name", ""), str, "name")
+            defaults = recipe.train
+        built[key] = _build(cls, raw, key, defaults)
+    seed, name = data.get("seed", 0), data.get("name", "")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
+    if not isinstance(name, str):
+        raise ValueError(f"name: expected a string, got {name!r}")
+    train, n_train = built["train"], split_sizes(built["dataset"])[0]
+    if train.mixup_alpha > 0 and n_train < 2 * train.batch_size:
+        raise ValueError(
+            f"train.mixup_alpha: mixup takes 2 x train.batch_size = {2 * train.batch_size} images a step, "
+            f"more than the {n_train} training images of dataset {built['dataset'].name}: an epoch would "
+            "have no step; lower train.batch_size or set train.mixup_alpha: 0")
     return RunConfig(seed=seed, name=name, **built)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
+    """The run config in a YAML file, read strictly (hybrid.strict_yaml: duplicate keys and
+    syntax errors name the line); every error names the file. An empty file is an error,
+    not a run of every default."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run config {path} does not exist")
+    data = load_yaml(path)
+    if data is None:
+        raise ValueError(f"{path}: the run config is empty; write at least `dataset: {{name: cifar10}}`")
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"run config {path} does not exist") from None
-    try:
-        return parse_run_config(data or {})
+        return parse_run_config(data)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None

@@ -5,6 +5,8 @@ compute nodes have no internet; `python -m hybrid.data download NAME --root DIR`
 separate step). `synthetic` is a CIFAR-shaped data set generated from its own seed and
 cached under `root/synthetic/`, built so that downsampling matters: its classes differ in
 shape, in bar orientation and in texture frequency, half of them near the Nyquist limit.
+Its cache carries its key and checksum; a damaged or foreign one is generated again
+(`load_synthetic` states the rule).
 
 Batching is index arithmetic on the whole tensors, with no DataLoader: `epoch_batches`
 shuffles, `augment` crops and flips a batch in one gather, `normalize` makes it float.
@@ -18,15 +20,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from hybrid import checksummed
+from hybrid.fields import Float, Int, Str, describe, section
+
+log = logging.getLogger("hybrid.data")
 DATASETS = ("cifar10", "cifar100", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
 # How `normalize` scales pixels (train.normalization): by the training set's channel
@@ -53,22 +60,17 @@ class DataNotFoundError(FileNotFoundError):
     """A data set is missing or fails its checksums under the data root."""
 
 
-@dataclass(frozen=True)
+@section("dataset")
 class DataConfig:
-    name: str = "synthetic"
-    root: str = "data"  # CIFAR's torchvision folders and the synthetic cache live here
-    val_fraction: float = 0.0  # carved out of the training set, stratified by class; 0 = none
-    synthetic_train: int = 5000
-    synthetic_test: int = 1000
-    synthetic_seed: int = 0  # the generated data set's own seed, not the run's
-
-    def __post_init__(self):
-        if self.name not in DATASETS:
-            raise ValueError(f"dataset.name: unknown data set {self.name!r}; known: {', '.join(DATASETS)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.synthetic_train < 1 or self.synthetic_test < 1:
-            raise ValueError("dataset.synthetic_train and dataset.synthetic_test must be >= 1")
+    name: Literal[DATASETS] = describe("the data set", default="synthetic")
+    root: Str = describe("CIFAR's torchvision folders and the synthetic cache live here",
+                         default="data", min_length=1)
+    val_fraction: Float = describe("carved out of the training set, stratified by class; 0: none",
+                                   default=0.0, ge=0, lt=1)
+    synthetic_train: Int = describe("generated training images", default=5000, ge=1)
+    synthetic_test: Int = describe("generated test images", default=1000, ge=1)
+    synthetic_seed: Int = describe("the generated data set's own seed, not the run's",
+                                   default=0, ge=0)
 
 
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
@@ -169,31 +171,69 @@ def load_cifar(name: str, root: str | os.PathLike) -> tuple[torch.Tensor, ...]:
     return tuple(tensors)
 
 
+SYNTHETIC_PARTS = ("train_x", "train_y", "test_x", "test_y")
+
+
 def load_synthetic(config: DataConfig) -> tuple[torch.Tensor, ...]:
-    """The generated data set, from the cache under `root/synthetic/` or generated into it."""
+    """The generated data set, from the cache under `root/synthetic/` or generated into it.
+
+    The cache file holds its key (generator version, sizes, seed) and the SHA-256 of its
+    bytes (`hybrid.checksummed`). The rule: a cache that is damaged (empty, truncated, a
+    flipped bit, unreadable) or foreign (its stored key is not the one its name stands for)
+    is named in one warning and generated again in its place, atomically. A directory at
+    the cache path is a DataNotFoundError naming the path and the fix.
+    """
     key = {"version": SYNTHETIC_VERSION, "train": config.synthetic_train,
            "test": config.synthetic_test, "seed": config.synthetic_seed}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(config.root) / "synthetic" / f"synthetic-{digest}.pt"
-    if path.exists():
-        try:
-            cached = torch.load(path, weights_only=True)
-            return cached["train_x"], cached["train_y"], cached["test_x"], cached["test_y"]
-        except Exception:  # a truncated or foreign file: generate again and replace it
-            pass
-    train_x, train_y, test_x, test_y = generate_synthetic(
-        config.synthetic_train, config.synthetic_test, config.synthetic_seed
-    )
+    path = synthetic_cache_path(config.root, key)
+    cached = read_synthetic_cache(path, key)
+    if cached is not None:
+        return cached
+    parts = generate_synthetic(config.synthetic_train, config.synthetic_test, config.synthetic_seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:  # write then rename, so that concurrent jobs never read half a file
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "key": key}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return train_x, train_y, test_x, test_y
+    # checksummed.write renames a complete file into place: concurrent jobs never read half a file
+    checksummed.write(path, {"key": key, **dict(zip(SYNTHETIC_PARTS, parts))})
+    return parts
+
+
+def synthetic_cache_path(root, key: dict) -> Path:
+    """Where the set of `key` is cached, after checking that a file can live there."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(root) / "synthetic" / f"synthetic-{digest}.pt"
+    for place in (path.parent, *path.parent.parents):
+        if place.exists() and not place.is_dir():
+            raise DataNotFoundError(f"the synthetic cache needs {place} to be a folder, but it is a file; "
+                                    f"move it away or choose another dataset.root")
+    if path.is_dir():
+        raise DataNotFoundError(f"synthetic cache {path} is a directory, not a file; remove it "
+                                f"(rm -r {path}) and the data set is generated and cached there again")
+    return path
+
+
+def read_synthetic_cache(path: Path, key: dict) -> tuple[torch.Tensor, ...] | None:
+    """The cached set of `key` at `path`; None, after one warning for a bad file, when it must be generated."""
+    if not path.exists():
+        return None
+    try:
+        cached = checksummed.read(path)
+        problem = synthetic_cache_problem(cached, key)
+    except checksummed.DamagedFileError as err:
+        problem = err.problem
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror or err})"
+    if problem is None:
+        return tuple(cached[part] for part in SYNTHETIC_PARTS)
+    log.warning("synthetic cache %s %s; generating it again in its place", path, problem)
+    return None
+
+
+def synthetic_cache_problem(cached, key: dict) -> str | None:
+    """Why an intact file is still not the cache of `key`, or None."""
+    if not isinstance(cached, dict) or not all(isinstance(cached.get(p), torch.Tensor) for p in SYNTHETIC_PARTS):
+        return "is not a synthetic cache (its tensors are missing)"
+    if cached.get("key") != key:
+        return f"holds the set of key {cached.get('key')}, not {key} (a file under another key's name)"
+    return None
 
 
 # --- the synthetic data set -----------------------------------------------------------

@@ -24,13 +24,13 @@ import argparse
 import copy
 import csv
 import itertools
-import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
+from pydantic import TypeAdapter
 
 from hybrid.config import RunConfig, parse_run_config
 
@@ -129,6 +129,9 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
             for key in study.get(part) or {}:
                 if key != VARIANT:
                     _check_key(key, f"studies.{name}")
+        fixed_variant = (study.get("fixed") or {}).get(VARIANT)
+        if fixed_variant is not None:  # checked even where `vary` overrides it
+            _preset(variants, fixed_variant, f"studies.{name}")
     vary_keys = sorted({k for s in studies.values() for k in (s.get("vary") or {}) if k != VARIANT} | set(ALWAYS_COLUMNS))
     runs: dict[str, ResolvedRun] = {}
     for study_name, study in studies.items():
@@ -189,41 +192,25 @@ def write_runs_csv(runs: list[ResolvedRun], path: str | Path) -> None:
         writer.writerows(rows)
 
 
-def _json_type(annotation) -> dict:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [_json_type(a) for a in typing.get_args(annotation)]}
-    if origin is tuple:
-        args = typing.get_args(annotation)
-        if args[-1] is Ellipsis:
-            return {"type": "array", "items": _json_type(args[0])}
-        return {"type": "array", "prefixItems": [_json_type(a) for a in args], "minItems": len(args),
-                "maxItems": len(args)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": _json_type(typing.get_args(annotation)[1])}
-    if annotation is type(None):
-        return {"type": "null"}
-    return {"type": {int: "integer", float: "number", bool: "boolean", str: "string"}[annotation]}
+def section_schema(cls) -> dict:
+    """A run-config section's JSON schema as pydantic generates it from the class (types,
+    enums, bounds, defaults, descriptions), without pydantic's titles."""
+    def untitled(node):
+        if isinstance(node, dict):
+            return {k: untitled(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+        if isinstance(node, list):
+            return [untitled(v) for v in node]
+        return node
+    return untitled(TypeAdapter(cls).json_schema())
 
 
 def config_schema() -> dict:
-    """The workflow config's JSON schema, generated from the run config's dataclasses
+    """The workflow config's JSON schema, generated from the run config's sections
     (workflow/schemas/config.schema.yaml is this, written out; a test keeps them equal)."""
     hints = typing.get_type_hints(RunConfig)
-    base = {}
-    for f in fields(RunConfig):
-        if f.name == "name":
-            continue
-        section = hints[f.name]
-        if is_dataclass(section):
-            sub = typing.get_type_hints(section)
-            base[f.name] = {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {g.name: _json_type(sub[g.name]) for g in fields(section)},
-            }
-        else:
-            base[f.name] = _json_type(section)
+    base = {f.name: section_schema(hints[f.name]) if is_dataclass(hints[f.name])
+            else {"type": {int: "integer", str: "string"}[hints[f.name]]}
+            for f in fields(RunConfig) if f.name != "name"}
     dotted = {"enum": list(known_keys())}
     settings = {"type": "object", "propertyNames": {"enum": [*known_keys(), VARIANT]}}
     strings = {"type": "array", "items": {"type": "string"}}

@@ -67,24 +67,75 @@ def test_explicit_keys_override_the_recipe():
         ({"train": {"lrr": 0.1}}, r"unknown key\(s\) train\.lrr; known keys: recipe, epochs"),
         ({"model": {"smoothnes": 2}}, r"model\.smoothnes"),
         ({"optim": {}}, r"unknown key\(s\) optim"),
-        ({"train": {"epochs": "ten"}}, r"train\.epochs: expected int, got 'ten'"),
-        ({"train": {"epochs": True}}, r"train\.epochs: expected int"),
-        ({"train": {"flip": 1}}, r"train\.flip: expected bool"),
-        ({"model": {"init_stride": 2}}, r"model\.init_stride: expected a list, got 2"),
-        ({"model": {"init_stride": [1, 1, [2, 2, 2], 2, 2]}}, r"model\.init_stride\[2\]: expected float or a list of 2"),
-        ({"model": {"site_kinds": ["layer4"]}}, r"model\.site_kinds: expected a mapping"),
-        ({"model": {"arch": "resnet50"}}, r"model\.arch: unknown 'resnet50'; known: resnet18, resnet56"),
-        ({"train": {"normalization": "imagenet"}}, r"train\.normalization: 'imagenet' is not one of dataset, cifar-fixed, unit"),
+        ({"train": {"epochs": "ten"}}, r"train\.epochs: input should be a valid integer, got 'ten'"),
+        ({"train": {"epochs": True}}, r"train\.epochs: input should be a valid integer"),
+        ({"train": {"flip": 1}}, r"train\.flip: input should be a valid boolean"),
+        ({"model": {"init_stride": 2}}, r"model\.init_stride: input should be a valid tuple, got 2"),
+        ({"model": {"init_stride": [1, 1, [2, 2, 2], 2, 2]}},
+         r"model\.init_stride\[2\]: tuple should have at most 2 items"),
+        ({"model": {"site_kinds": ["layer4"]}}, r"model\.site_kinds: input should be a valid dictionary"),
+        ({"model": {"arch": "resnet50"}}, r"model\.arch: input should be 'resnet18' or 'resnet56', got 'resnet50'"),
+        ({"train": {"normalization": "imagenet"}},
+         r"train\.normalization: input should be 'dataset', 'cifar-fixed' or 'unit', got 'imagenet'"),
         ({"train": {"recipe": "fast"}}, r"train\.recipe: unknown 'fast'; known recipes: hybrid-paper, official-diffstride, diffstride-first-release"),
-        ({"model": {"downsample": "fft"}}, r"model\.downsample: unknown kind 'fft'"),
-        ({"dataset": {"name": "mnist"}}, r"dataset\.name"),
-        ({"seed": 1.5}, r"seed: expected int"),
+        ({"model": {"downsample": "fft"}}, r"model\.downsample: input should be 'strided', .* or 'diffstride', got 'fft'"),
+        ({"dataset": {"name": "mnist"}}, r"dataset\.name: input should be 'cifar10', 'cifar100' or 'synthetic'"),
+        ({"seed": 1.5}, r"seed: expected an integer >= 0, got 1\.5"),
         ({"train": {"lr_schedule": "piecewise"}}, r"train\.lr_values needs one more value"),
+        # ranges and relations, each named before any job (the workflow resolves every run)
+        ({"model": {"smoothness": 0}}, r"model\.smoothness: input should be greater than 0, got 0"),
+        ({"model": {"init_stride": [1, 1, 0.5, 2, 2]}}, r"model\.init_stride\[2\]: input should be greater than or equal to 1"),
+        ({"model": {"head_pool": "spectral", "head_stride": 0.5}}, r"model\.head_stride: input should be greater than or equal to 1, got 0\.5"),
+        ({"model": {"width": 0}}, r"model\.width: input should be greater than or equal to 1"),
+        ({"train": {"lr": -0.1}}, r"train\.lr: input should be greater than 0, got -0\.1"),
+        ({"train": {"lr": float("nan")}}, r"train\.lr: input should be a finite number, got nan"),
+        ({"train": {"lr": float("inf")}}, r"train\.lr: input should be a finite number"),
+        ({"train": {"momentum": -1}}, r"train\.momentum: input should be greater than or equal to 0, got -1"),
+        ({"train": {"momentum": 1.0}}, r"train\.momentum: input should be less than 1"),
+        ({"train": {"label_smoothing": 1.5}}, r"train\.label_smoothing: input should be less than 1, got 1\.5"),
+        ({"train": {"eval_batch_size": 0}}, r"train\.eval_batch_size: input should be greater than or equal to 1, got 0"),
+        ({"train": {"batch_size": 0}}, r"train\.batch_size: input should be greater than or equal to 1"),
+        ({"train": {"crop_padding": -2}}, r"train\.crop_padding: input should be greater than or equal to 0, got -2"),
+        ({"train": {"milestones": [0.75, 0.5]}}, r"train\.milestones must increase, got \[0\.75, 0\.5\]"),
+        ({"train": {"milestones": [0.5, 2]}}, r"train\.milestones\[1\]: input should be less than 1, got 2"),
+        ({"train": {"recipe": "official-diffstride", "lr_boundaries": [400, 300, 32000]}},
+         r"train\.lr_boundaries must increase"),
+        ({"train": {"device": "gpu"}}, r"train\.device: string should match pattern"),
+        ({"train": {"mixup_alpha": -0.2}}, r"train\.mixup_alpha: input should be greater than or equal to 0"),
+        ({"dataset": {"val_fraction": 1.0}}, r"dataset\.val_fraction: input should be less than 1"),
+        ({"dataset": {"synthetic_train": 0}}, r"dataset\.synthetic_train: input should be greater than or equal to 1"),
+        ({"tracking": {"uri": 3}}, r"tracking\.uri: input should be a valid string, got 3"),
+        ({"dataset": {"synthetic_train": 100}, "train": {"mixup_alpha": 0.2, "batch_size": 64}},
+         r"train\.mixup_alpha: mixup takes 2 x train\.batch_size = 128 images a step, more than the 100"),
     ],
 )
-def test_bad_keys_and_types_name_the_dotted_key(data, message):
+def test_bad_keys_types_and_ranges_name_the_dotted_key(data, message):
     with pytest.raises(ValueError, match=message):
         parse_run_config(data)
+
+
+# Run ids of the configs before their checks moved to pydantic (commit 7191e28): a finished
+# run must keep its id, or every study would retrain it.
+PINNED_IDS = {
+    "5621ac881c758041": {},
+    "49b0fcf08294a9a4": {"dataset": {"name": "cifar10"}, "seed": 3,
+                         "model": {"downsample": "diffstride", "head_pool": "spectral"}},
+    "6ec02c6a9dd7662d": {"dataset": {"name": "cifar100"}, "model": {"downsample": "diffstride"},
+                         "train": {"recipe": "official-diffstride"}},
+    "973f4aef5c76fe4f": {"model": {"downsample": "diffstride", "head_pool": "spectral",
+                                   "head_pool_at": "after_norm"},
+                         "train": {"recipe": "diffstride-first-release"}},
+    "0b7d215fa7ba8c43": {"model": {"arch": "resnet56", "downsample": "diffstride",
+                                   "init_stride": [1, 1, [2, 3], 2], "smoothness": 8},
+                         "train": {"epochs": 5, "lr": 1}},
+    "352ca0ffc44ea0e9": {"model": {"downsample": "diffstride", "site_kinds": {"layer4": "spectral"},
+                                   "downsample_at": ["stem", "layer4"]}},
+}
+
+
+@pytest.mark.parametrize("run_id,data", PINNED_IDS.items())
+def test_run_ids_do_not_move(run_id, data):
+    assert parse_run_config(data).run_id() == run_id
 
 
 def test_run_id_is_a_content_hash_of_what_determines_the_result():
@@ -110,6 +161,14 @@ def test_load_run_config_names_the_file(tmp_path):
         load_run_config(path)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_run_config(tmp_path / "missing.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match=r"empty\.yaml: the run config is empty"):
+        load_run_config(empty)  # not a 200-epoch run of every default
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train: {epochs: 3}\ntrain: {epochs: 300}\n")
+    with pytest.raises(ValueError, match=r"twice\.yaml: line 2, column 1: found key 'train' again"):
+        load_run_config(twice)
 
 
 def test_hybrid_paper_step_schedule():

@@ -154,13 +154,15 @@ def test_config_errors_name_the_option_and_the_arch():
         resnet56(init_stride=[1, 1, 2, 2, 2])
     with pytest.raises(ValueError, match="model.init_stride: layer1 of resnet18 is made of identity layers"):
         resnet(init_stride=(1, 2, 2, 2, 2))
-    with pytest.raises(ValueError, match=r"model\.init_stride\[2\]: strides must be finite and >= 1"):
+    with pytest.raises(ValueError, match=r"model\.init_stride\[2\]: input should be greater than or equal to 1, got 0\.5"):
         resnet(init_stride=(1, 1, 0.5, 2, 2))
-    with pytest.raises(ValueError, match="model.downsample: unknown kind 'fft'"):
+    with pytest.raises(ValueError, match=r"model\.init_stride\[1\]: tuple should have at most 2 items"):
+        resnet(init_stride=(1, (1, 1, 1), 2, 2, 2))
+    with pytest.raises(ValueError, match="model.downsample: input should be 'strided', .*, got 'fft'"):
         ModelConfig(downsample="fft")
-    with pytest.raises(ValueError, match="model.site_kinds.layer4: unknown kind 'fft'"):
+    with pytest.raises(ValueError, match="model.site_kinds.layer4: input should be 'strided', .*, got 'fft'"):
         ModelConfig(site_kinds={"layer4": "fft"})
-    with pytest.raises(ValueError, match="model.block: unknown 'resnext'"):
+    with pytest.raises(ValueError, match="model.block: input should be 'preact' or 'postact', got 'resnext'"):
         ModelConfig(block="resnext")
     with pytest.raises(ValueError, match="post-activation net has no norm in its head.*after_norm"):
         ModelConfig(block="postact", head_pool="spectral")

@@ -69,7 +69,7 @@ def test_numbers_spelled_differently_are_the_same_run():
         (lambda c: c["studies"]["pooling"]["vary"].update({"train.epochs": 3}),
          r"studies\.pooling\.vary\.train\.epochs: expected a non-empty list"),
         (lambda c: c["studies"]["pooling"]["vary"].update({"train.epochs": ["many"]}),
-         r"studies\.pooling .*train\.epochs: expected int, got 'many'"),
+         r"studies\.pooling .*train\.epochs: input should be a valid integer, got 'many'"),
     ],
 )
 def test_bad_studies_name_the_key(edit, message):

@@ -9,13 +9,16 @@ config, and the same run id.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Union
+from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Literal, Union
 
+from pydantic import Field
+
+from hybrid.fields import Bool, Float, Int, describe, section
 from hybrid.layers import DOWNSAMPLE_KINDS
 
-Stride = Union[float, tuple[float, float]]
+StrideValue = Annotated[Float, Field(ge=1)]
+Stride = Union[StrideValue, tuple[StrideValue, StrideValue]]
 
 
 @dataclass(frozen=True)
@@ -53,26 +56,18 @@ ARCHS: dict[str, Arch] = {
 BLOCKS = ("preact", "postact")
 HEAD_POOLS = ("none", "spectral", "scale")
 HEAD_POOL_AT = ("before_norm", "after_norm")
+Kind = Literal[tuple(DOWNSAMPLE_KINDS)]
 POOR_STRIDES = (1.0, 1.0, 3.0, 2.0, 3.0)  # the official README's badly initialised ResNet-18 strides
 
 
-def _stride(value, key: str) -> Stride:
-    """A number, or a (vertical, horizontal) pair; a pair of equal values is that number."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise ValueError(f"{key}: a stride is a number or a [vertical, horizontal] pair, got {list(value)}")
-        pair = (float(value[0]), float(value[1]))
-        stride = pair[0] if pair[0] == pair[1] else pair
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        stride = float(value)
-    else:
-        raise ValueError(f"{key}: a stride is a number or a [vertical, horizontal] pair, got {value!r}")
-    if not all(math.isfinite(s) and s >= 1 for s in (stride if isinstance(stride, tuple) else (stride,))):
-        raise ValueError(f"{key}: strides must be finite and >= 1, got {value!r}")
-    return stride
+def _stride(value) -> Stride:
+    """A validated stride, canonical: a pair of equal values is that number."""
+    if isinstance(value, tuple):
+        return value[0] if value[0] == value[1] else value
+    return value
 
 
-@dataclass(frozen=True)
+@section("model")
 class ModelConfig:
     """Every model option. `resnet(**options)` and the run configs fill it.
 
@@ -82,38 +77,41 @@ class ModelConfig:
     `width`, `init_stride` and `downsample_at` left out (null) take the architecture's own.
     """
 
-    arch: str = "resnet18"
-    block: str = "preact"
-    num_classes: int = 10
-    in_channels: int = 3
-    width: int | None = None
-    downsample: str = "strided"
-    downsample_at: tuple[str, ...] | None = None
-    site_kinds: dict[str, str] = field(default_factory=dict)
-    init_stride: tuple[Stride, ...] | None = None
-    smoothness: float = 4.0
-    shared_stride: bool = False
-    head_pool: str = "none"
-    head_pool_at: str = "before_norm"
-    head_stride: float = 2.0
-    blur_filter_size: int = 4
+    arch: Literal[tuple(ARCHS)] = describe("the official generic ResNet's architecture",
+                                           default="resnet18")
+    block: Literal[BLOCKS] = describe("preact: the official HEAD's block; postact: the first "
+                                      "release's", default="preact")
+    num_classes: Int = describe("classes (filled from dataset.name in run configs)", default=10, ge=1)
+    in_channels: Int = describe("input channels", default=3, ge=1)
+    width: Int | None = describe("stem filters (the others scale with it); null: the arch's",
+                                 default=None, ge=1)
+    downsample: Kind = describe("the downsampling kind at every site of downsample_at",
+                                default="strided")
+    downsample_at: tuple[str, ...] | None = describe(
+        "the sites that take `downsample` (the others stay strided); null: all", default=None)
+    site_kinds: dict[str, Kind] = describe("a kind per site, over downsample",
+                                           default_factory=dict)
+    init_stride: tuple[Stride, ...] | None = describe(
+        "initial stride per stage, a number or a [vertical, horizontal] pair, each >= 1; "
+        "null: the arch's", default=None)
+    smoothness: Float = describe("DiffStride's smoothness factor R of the spectral window",
+                                 default=4.0, gt=0)
+    shared_stride: Bool = describe("one stride for both axes", default=False)
+    head_pool: Literal[HEAD_POOLS] = describe("pooling in the head before global average pooling",
+                                              default="none")
+    head_pool_at: Literal[HEAD_POOL_AT] = describe("where the head pool sits", default="before_norm")
+    head_stride: Float = describe("the head's spectral pooling stride", default=2.0, ge=1)
+    blur_filter_size: Int = describe("blur pooling's filter size", default=4, ge=1)
 
     def __post_init__(self):
+        """The checks between fields (types and ranges are the fields' own), and the arch's
+        defaults filled in, so that a default written out and one left out are equal."""
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        if self.arch not in ARCHS:
-            raise ValueError(f"model.arch: unknown {self.arch!r}; known: {', '.join(ARCHS)}")
-        if self.block not in BLOCKS:
-            raise ValueError(f"model.block: unknown {self.block!r}; known: {', '.join(BLOCKS)}")
         arch = ARCHS[self.arch]
         if self.width is None:
             put("width", arch.filters[0])
-        if self.width < 1 or self.num_classes < 1 or self.in_channels < 1:
-            raise ValueError("model.width, model.num_classes and model.in_channels must be >= 1")
-        for key, kind in [("model.downsample", self.downsample), *((f"model.site_kinds.{s}", k) for s, k in self.site_kinds.items())]:
-            if kind not in DOWNSAMPLE_KINDS:
-                raise ValueError(f"{key}: unknown kind {kind!r}; known kinds: {', '.join(DOWNSAMPLE_KINDS)}")
         put("downsample_at", arch.sites if self.downsample_at is None else tuple(self.downsample_at))
         for key, sites in (("model.downsample_at", self.downsample_at), ("model.site_kinds", tuple(self.site_kinds))):
             unknown = [s for s in sites if s not in arch.sites]
@@ -124,24 +122,18 @@ class ModelConfig:
                 )
         put("site_kinds", dict(sorted(self.site_kinds.items())))
         strides = arch.strides if self.init_stride is None else self.init_stride
-        if isinstance(strides, (int, float, str)) or len(strides) != len(arch.stages):
+        if len(strides) != len(arch.stages):
             raise ValueError(
                 f"model.init_stride: {self.arch} needs {len(arch.stages)} strides ({', '.join(arch.stages)}), "
-                f"each a number or a [vertical, horizontal] pair; got {strides!r}"
+                f"each a number or a [vertical, horizontal] pair; got {list(strides)!r}"
             )
-        put("init_stride", tuple(_stride(s, f"model.init_stride[{i}]") for i, s in enumerate(strides)))
+        put("init_stride", tuple(_stride(s) for s in strides))
         for i, stage in enumerate(arch.stages):
             if stage not in arch.sites and self.init_stride[i] != 1.0:
                 raise ValueError(
                     f"model.init_stride: {stage} of {self.arch} is made of identity layers and cannot stride; "
                     f"its entry must be 1, got {self.init_stride[i]}"
                 )
-        if not self.smoothness > 0:
-            raise ValueError(f"model.smoothness must be > 0, got {self.smoothness}")
-        if self.head_pool not in HEAD_POOLS:
-            raise ValueError(f"model.head_pool: unknown {self.head_pool!r}; choose among {', '.join(HEAD_POOLS)}")
-        if self.head_pool_at not in HEAD_POOL_AT:
-            raise ValueError(f"model.head_pool_at: unknown {self.head_pool_at!r}; choose among {', '.join(HEAD_POOL_AT)}")
         if self.head_pool == "none":
             # Irrelevant without a head pool: kept at their defaults, so they do not split run ids.
             put("head_pool_at", "before_norm")
@@ -156,10 +148,6 @@ class ModelConfig:
                 "model.head_pool: scale before the head's batch norm is a no-op (batch norm removes a constant "
                 "factor); the scale-only control belongs at model.head_pool_at: after_norm"
             )
-        if not (math.isfinite(self.head_stride) and self.head_stride >= 1):
-            raise ValueError(f"model.head_stride must be finite and >= 1, got {self.head_stride}")
-        if self.blur_filter_size < 1:
-            raise ValueError(f"model.blur_filter_size must be >= 1, got {self.blur_filter_size}")
 
     @property
     def spec(self) -> Arch:

@@ -5,15 +5,20 @@ from pathlib import Path
 
 import yaml
 
-from snakemake.utils import validate
-
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
-from hybrid.studies import resolve_runs  # noqa: E402
+from hybrid.workflow_config import check_config, check_config_files  # noqa: E402
 
-RESULTS = config["results"]
-RUNS = {run.run_id: run for run in resolve_runs(config)}
+# Every value checked before any job (hybrid/workflow_config.py): the files read strictly
+# (a duplicated key is an error), the schema of workflow/schemas/config.schema.yaml, every
+# run resolved and validated, the comparisons and sweeps against the studies' runs.
+try:
+    check_config_files(workflow.configfiles)
+    RUNS = {run.run_id: run for run in check_config(config)}
+except ValueError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+RESULTS = config.get("results", "results")
 RESOURCES = config.get("resources", {})
 
 
