@@ -11,7 +11,22 @@ clean-up keeps it) at every epoch end, atomically, and on SIGTERM (Slurm time li
 preemption) at the current step, after which the process exits with status 75 so the
 job is retried; a rerun resumes and ends exactly where an uninterrupted run would (every
 random draw comes from generators seeded by (seed, epoch) whose state is checkpointed).
-A non-finite loss ends the run with status "diverged": a result, exit status 0.
+A non-finite loss ends the run with status "diverged": a result, exit status 0; result.json
+is strict JSON, a non-finite number in it (a config's `.nan`, a diverged metric) written as
+null (history.csv keeps "nan"/"inf", which its readers parse).
+
+Bad input never costs a GPU-hour, and never a traceback:
+- SIGTERM is handled from the first line of `train_run`: during set-up (data loading, model
+  building) there is nothing to save, so the process exits 75 at once; from the loop on it
+  checkpoints at the current step first.
+- A checkpoint carries the SHA-256 of its bytes (`hybrid.checksummed`). One that is empty,
+  truncated, altered, unreadable, of an older format, or another run's (another config's
+  run id) is never trusted: it is renamed aside to `<checkpoint>.bad-<time>`, named in one
+  warning line, and the run starts afresh (nothing is deleted, no weights are guessed at).
+- Paths that cannot work (a directory at the checkpoint path, an existing file as --out)
+  and unreadable run configs (missing, a directory, not UTF-8 text, YAML syntax, invalid
+  values) end the command with exit status 2 and one line on stderr naming the file and
+  the fix, before any data is loaded.
 """
 
 from __future__ import annotations
@@ -30,12 +45,15 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from tqdm import tqdm
 
+from hybrid.checkpoints import RunPathError, check_run_paths, load_checkpoint, restore, save_checkpoint
 from hybrid.config import RunConfig, TrainConfig, load_run_config
 from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
 from hybrid.models import ResNet, resnet
@@ -46,12 +64,48 @@ EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (the job is retried and resumes)
 DIVERGENCE_CHECK_EVERY = 50  # steps between reads of the non-finite-loss flag on a GPU
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGTERM: exit 75 to be retried. A BaseException, as KeyboardInterrupt is, so that no
+    `except Exception` on the way (the cache loader, MLflow's guard) swallows it."""
 
 
 class Diverged(Exception):
     pass
+
+
+class StopSignal:
+    """SIGTERM from the first line of a run to its last.
+
+    During set-up there is nothing to save, so the signal raises Interrupted at once (the job
+    is retried and starts over); after `defer()`, once the loop can checkpoint, it only
+    records the signal, which the loop reads before each step.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.deferred = False
+
+    def __enter__(self) -> Self:
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        if not self.deferred:
+            raise Interrupted()
+
+    def defer(self) -> None:
+        self.deferred = True
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def __exit__(self, kind, error, traceback) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+        if kind is Interrupted and not self.deferred:
+            log.warning("interrupted by signal %s during set-up, before any training step: nothing to save, exit %d",
+                        self.signum, EXIT_INTERRUPTED)
 
 
 # --- set-up ---------------------------------------------------------------------------
@@ -204,137 +258,115 @@ def autocast(device: torch.device, train: TrainConfig):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-# --- checkpoints ----------------------------------------------------------------------
-
-
-def save_checkpoint(path: Path, run_id: str, model, optimizer, history: list[dict], epoch: int,
-                    step_in_epoch: int = 0, **partial_epoch) -> None:
-    """Everything a rerun needs to go on from `step_in_epoch` of `epoch`, written atomically;
-    `partial_epoch` holds the state of an epoch stopped midway (generators, sums, time)."""
-    state = {"run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "history": history, "epoch": epoch, "step_in_epoch": step_in_epoch, **partial_epoch}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, run_id: str) -> dict | None:
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("run_id") != run_id:
-        raise RuntimeError(
-            f"checkpoint {path} belongs to run {state.get('run_id')}, not {run_id}; delete it to start afresh"
-        )
-    return state
-
-
 # --- the run --------------------------------------------------------------------------
 
 
 def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = None, results_dir: Path = Path("results")) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Train `config`, write its result files to `out_dir`, return the result.
+
+    Raises Interrupted on SIGTERM (after checkpointing, once the loop has begun), RunPathError
+    on unusable paths and DataNotFoundError on missing data, both before any training.
+    """
     checkpoint_path = checkpoint_path or out_dir / "checkpoint.pt"
-    run_id = config.run_id()
-    tcfg = config.train
-    device = pick_device(tcfg.device)
-    if tcfg.threads > 0:
-        torch.set_num_threads(tcfg.threads)
-    torch.backends.cudnn.benchmark = tcfg.cudnn_benchmark and not tcfg.deterministic
-    seed_everything(config.seed, tcfg.deterministic)
+    check_run_paths(out_dir, checkpoint_path)
+    with StopSignal() as stop:  # from the first second: a SIGTERM while loading data exits 75 too
+        run_id = config.run_id()
+        tcfg = config.train
+        device = pick_device(tcfg.device)
+        if tcfg.threads > 0:
+            torch.set_num_threads(tcfg.threads)
+        torch.backends.cudnn.benchmark = tcfg.cudnn_benchmark and not tcfg.deterministic
+        seed_everything(config.seed, tcfg.deterministic)
 
-    splits = load_splits(config.dataset, device)
-    splits.mean, splits.std = normalization_stats(tcfg.normalization, splits)
-    if splits.num_classes != config.model.num_classes:
-        raise ValueError(
-            f"model.num_classes is {config.model.num_classes} but dataset {config.dataset.name!r} has "
-            f"{splits.num_classes} classes; leave model.num_classes out to take the dataset's"
+        log.info("%s: loading data set %s", config.display_name(), config.dataset.name)
+        splits = load_splits(config.dataset, device)
+        splits.mean, splits.std = normalization_stats(tcfg.normalization, splits)
+        if splits.num_classes != config.model.num_classes:
+            raise ValueError(
+                f"model.num_classes is {config.model.num_classes} but dataset {config.dataset.name!r} has "
+                f"{splits.num_classes} classes; leave model.num_classes out to take the dataset's"
+            )
+        model = resnet(config.model).to(device)
+        if tcfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+        n_train = len(splits.train_labels)
+        per_epoch = steps_per_epoch(n_train, tcfg)
+        batch_per_step = tcfg.batch_size * (2 if tcfg.mixup_alpha > 0 else 1)
+
+        resume = load_checkpoint(checkpoint_path, run_id, model)
+        history, start_epoch, resume_step = restore(resume, model, optimizer)
+        if resume:
+            log.info("resuming %s at epoch %d, step %d", run_id, start_epoch, resume_step)
+
+        # From here a SIGTERM only sets a flag: the loop checkpoints before its next step, and
+        # one after the last step lets the run finish its result files.
+        stop.defer()
+        tracker = RunTracker(
+            resolve_tracking_uri(config.tracking.uri, results_dir) if config.tracking.enabled else None,
+            config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(),
         )
-    model = resnet(config.model).to(device)
-    if tcfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
-    n_train = len(splits.train_labels)
-    per_epoch = steps_per_epoch(n_train, tcfg)
-    batch_per_step = tcfg.batch_size * (2 if tcfg.mixup_alpha > 0 else 1)
+        tracker.start()
 
-    history: list[dict] = []
-    start_epoch, resume_step = 1, 0
-    resume = load_checkpoint(checkpoint_path, run_id)
-    if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        history, start_epoch, resume_step = resume["history"], resume["epoch"], resume["step_in_epoch"]
-        log.info("resuming %s at epoch %d, step %d", run_id, start_epoch, resume_step)
+        status, wall_start = "completed", time.perf_counter()
+        train_time = sum(row["epoch_time_s"] for row in history)
+        bar = tqdm(total=tcfg.epochs, initial=start_epoch - 1, desc=config.display_name(), disable=not sys.stderr.isatty())
+        try:
+            for epoch in range(start_epoch, tcfg.epochs + 1):
+                generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+                rng = np.random.default_rng(epoch_seed(config.seed, epoch))
+                batches = epoch_batches(n_train, batch_per_step, generator, shuffle=True, drop_last=tcfg.mixup_alpha > 0)
+                sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device),
+                        "finite": torch.ones((), dtype=torch.bool, device=device), "seen": 0, "steps": 0}
+                first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * per_epoch, per_epoch)
+                if resume and epoch == start_epoch and resume_step > 0:
+                    generator.set_state(resume["generator"])
+                    rng.bit_generator.state = resume["rng"]
+                    sums = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}
+                    first_step, train_time = resume_step, resume["train_time"]
+                t0 = time.perf_counter()
+                for i in range(first_step, len(batches)):
+                    if stop.requested:
+                        save_checkpoint(
+                            checkpoint_path, run_id, model, optimizer, history, epoch, i,
+                            generator=generator.get_state(), rng=rng.bit_generator.state,
+                            sums={k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
+                            train_time=train_time + time.perf_counter() - t0,
+                        )
+                        raise Interrupted()
+                    lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
+                    x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
+                    optimizer_step(model, optimizer, x, targets, lr, tcfg, device, sums)
+                epoch_time = time.perf_counter() - t0
+                train_time += epoch_time
+                row = epoch_row(model, splits, tcfg, device, epoch, sums, lr, epoch_time)
+                history.append(row)
+                tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
+                save_checkpoint(checkpoint_path, run_id, model, optimizer, history, epoch + 1)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
+                if bar.disable:
+                    log.info("%s epoch %d/%d train_loss %.4f test_acc %.4f lr %.4g %.0f img/s",
+                             config.display_name(), epoch, tcfg.epochs, row["train_loss"], row["test_accuracy"], lr, row["images_per_s"])
+        except (Diverged, FloatingPointError):
+            status = "diverged"
+            log.warning("%s diverged (non-finite loss) in epoch %d", config.display_name(), len(history) + 1)
+        except Interrupted:
+            tracker.close_interrupted()
+            log.warning("%s interrupted by signal %s; checkpointed to %s", config.display_name(), stop.signum, checkpoint_path)
+            raise
+        except BaseException:
+            tracker.close_interrupted()
+            raise
+        finally:
+            bar.close()
 
-    tracker = RunTracker(
-        resolve_tracking_uri(config.tracking.uri, results_dir) if config.tracking.enabled else None,
-        config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(),
-    )
-    tracker.start()
-
-    stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
-    status, wall_start = "completed", time.perf_counter()
-    train_time = sum(row["epoch_time_s"] for row in history)
-    bar = tqdm(total=tcfg.epochs, initial=start_epoch - 1, desc=config.display_name(), disable=not sys.stderr.isatty())
-    try:
-        for epoch in range(start_epoch, tcfg.epochs + 1):
-            generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-            rng = np.random.default_rng(epoch_seed(config.seed, epoch))
-            batches = epoch_batches(n_train, batch_per_step, generator, shuffle=True, drop_last=tcfg.mixup_alpha > 0)
-            sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device),
-                    "finite": torch.ones((), dtype=torch.bool, device=device), "seen": 0, "steps": 0}
-            first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * per_epoch, per_epoch)
-            if resume and epoch == start_epoch and resume_step > 0:
-                generator.set_state(resume["generator"])
-                rng.bit_generator.state = resume["rng"]
-                sums = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}
-                first_step, train_time = resume_step, resume["train_time"]
-            t0 = time.perf_counter()
-            for i in range(first_step, len(batches)):
-                if stop["signal"] is not None:
-                    save_checkpoint(
-                        checkpoint_path, run_id, model, optimizer, history, epoch, i,
-                        generator=generator.get_state(), rng=rng.bit_generator.state,
-                        sums={k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
-                        train_time=train_time + time.perf_counter() - t0,
-                    )
-                    raise Interrupted()
-                lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
-                x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
-                optimizer_step(model, optimizer, x, targets, lr, tcfg, device, sums)
-            epoch_time = time.perf_counter() - t0
-            train_time += epoch_time
-            row = epoch_row(model, splits, tcfg, device, epoch, sums, lr, epoch_time)
-            history.append(row)
-            tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
-            save_checkpoint(checkpoint_path, run_id, model, optimizer, history, epoch + 1)
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", test=f"{row['test_accuracy']:.4f}")
-            if bar.disable:
-                log.info("%s epoch %d/%d train_loss %.4f test_acc %.4f lr %.4g %.0f img/s",
-                         config.display_name(), epoch, tcfg.epochs, row["train_loss"], row["test_accuracy"], lr, row["images_per_s"])
-    except (Diverged, FloatingPointError):
-        status = "diverged"
-        log.warning("%s diverged (non-finite loss) in epoch %d", config.display_name(), len(history) + 1)
-    except Interrupted:
-        tracker.close_interrupted()
-        log.warning("%s interrupted by signal %s; checkpointed to %s", config.display_name(), stop["signal"], checkpoint_path)
-        raise
-    except BaseException:
-        tracker.close_interrupted()
-        raise
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
-
-    result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start)
-    write_results(out_dir, result, history)
-    tracker.finish(status, out_dir)
-    if checkpoint_path.exists():
-        checkpoint_path.unlink()
-    return result
+        result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start)
+        write_results(out_dir, result, history)
+        tracker.finish(status, out_dir)
+        if checkpoint_path.exists():
+            checkpoint_path.unlink()
+        return result
 
 
 def build_result(config: RunConfig, model: ResNet, history: list[dict], status: str, device, train_time: float, wall: float) -> dict:
@@ -371,6 +403,8 @@ def build_result(config: RunConfig, model: ResNet, history: list[dict], status: 
 
 
 def write_results(out_dir: Path, result: dict, history: list[dict]) -> None:
+    """history.csv (non-finite values as "nan"/"inf", which CSV readers parse) and result.json
+    (strict JSON: non-finite values as null), each written atomically."""
     columns = list(dict.fromkeys(k for row in history for k in row)) or ["epoch"]
     tmp = out_dir / "history.csv.tmp"
     with tmp.open("w", newline="") as f:
@@ -379,8 +413,20 @@ def write_results(out_dir: Path, result: dict, history: list[dict]) -> None:
         writer.writerows(history)
     os.replace(tmp, out_dir / "history.csv")
     tmp = out_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, allow_nan=False, default=str) + "\n")
+    tmp.write_text(json.dumps(finite_or_none(result), indent=2, allow_nan=False, default=str) + "\n")
     os.replace(tmp, out_dir / "result.json")
+
+
+def finite_or_none(value):
+    """`value` with every NaN or infinite float, however deep, replaced by None: JSON has no NaN,
+    and a diverged run (or a config's `.nan`) must still leave a result any reader can parse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def git_commit() -> str:
@@ -410,19 +456,41 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_run_config(args.run_config)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as err:
+        parser.exit(2, f"error: {run_config_error(args.run_config, err)}\n")
     if args.threads:
         config = replace(config, train=replace(config.train, threads=args.threads))
     try:
         result = train_run(config, args.out, args.checkpoint, args.results_dir)
     except Interrupted:
         return EXIT_INTERRUPTED
-    except DataNotFoundError as err:
-        parser.exit(2, f"error: {err}\n")
+    except (DataNotFoundError, RunPathError) as err:
+        parser.exit(2, f"error: {one_line(err)}\n")
     log.info("%s %s: test accuracy %s", result["run_name"], result["status"], result["test_accuracy"])
     return 0
 
+
+def run_config_error(path: Path, err: Exception) -> str:
+    """One line for a run config that cannot be read: what is wrong, where, and what to pass instead."""
+    if isinstance(err, IsADirectoryError):
+        return f"run config {path} is a directory; pass the run's YAML file"
+    if isinstance(err, UnicodeDecodeError):
+        return (f"run config {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                f"pass the run's YAML file")
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"run config {path}, line {mark.line + 1}, column {mark.column + 1}: YAML syntax: {one_line(err.problem)}"
+    if isinstance(err, yaml.YAMLError):
+        return f"run config {path} is not YAML text: {one_line(err)}"
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return f"run config {path} cannot be read ({err.strerror or err})"
+    message = one_line(err)
+    return message if str(path) in message else f"run config {path}: {message}"
+
+
+def one_line(message) -> str:
+    """`message` on one line: a log or stderr line per error, whatever the exception's text."""
+    return " ".join(str(message).split())
 
 if __name__ == "__main__":
     sys.exit(main())
