@@ -73,6 +73,10 @@ class Diverged(Exception):
     pass
 
 
+class DeviceError(RuntimeError):
+    """The configured device does not exist where the run was started."""
+
+
 class StopSignal:
     """SIGTERM from the first line of a run to its last.
 
@@ -116,7 +120,8 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available here; use 'auto' or 'cpu'")
+        raise DeviceError(f"train.device is {name!r} but CUDA is not available on {socket.gethostname()}; "
+                          "run the job where a GPU is allocated (resources.gpus), or set train.device: auto or cpu")
     return device
 
 
@@ -464,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train_run(config, args.out, args.checkpoint, args.results_dir)
     except Interrupted:
         return EXIT_INTERRUPTED
-    except (DataNotFoundError, RunPathError) as err:
+    except (DataNotFoundError, RunPathError, DeviceError) as err:
         parser.exit(2, f"error: {one_line(err)}\n")
     log.info("%s %s: test accuracy %s", result["run_name"], result["status"], result["test_accuracy"])
     return 0

@@ -11,7 +11,9 @@
 - every run of every study resolved and validated (hybrid.studies.resolve_runs);
 - the analysis sections against those runs: a comparison's study, its arms' columns and
   values, its `by` columns and its reference's `where`; a sweep's study, an axis that the
-  study varies and a default among that axis' levels.
+  study varies and a default among that axis' levels;
+- the resources: a run pinned to `cuda` needs `resources.gpus` (whether CUDA exists is the
+  job's question, answered on the node that runs it, not on the login node).
 """
 
 from __future__ import annotations
@@ -54,7 +56,17 @@ def check_config(config: Mapping) -> list[ResolvedRun]:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_analysis(config, runs)
+    check_devices(config, runs)
     return runs
+
+
+def check_devices(config: Mapping, runs: list[ResolvedRun]) -> None:
+    """A run pinned to CUDA needs a job that gets a GPU: `resources.gpus` must say so."""
+    cuda = [run for run in runs if run.config.train.device.startswith("cuda")]
+    if cuda and not (config.get("resources") or {}).get("gpus", 0):
+        raise ConfigError(
+            f"train.device: {len(cuda)} runs ask for {cuda[0].config.train.device!r} (e.g. {cuda[0].name}) but "
+            "resources.gpus is 0, so no job would get a GPU; set resources.gpus: 1, or train.device: auto")
 
 
 def _study_values(runs: list[ResolvedRun], key: str) -> set[str]:

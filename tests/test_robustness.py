@@ -278,3 +278,11 @@ def test_an_unusable_output_path_is_one_line_and_exit_2(tmp_path, capsys, where)
     code, err = run_main(capsys, *argv)
     assert code == 2 and err.count("\n") == 1 and str(named) in err and where in err, err
     assert not (tmp_path / "data").exists()  # before any data is loaded
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="plants a CUDA run where CUDA is absent")
+def test_a_cuda_run_where_no_gpu_exists_is_one_line_and_exit_2(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(small_config(tmp_path, device="cuda")))
+    code, err = run_main(capsys, "--run-config", config, "--out", tmp_path / "run", "--results-dir", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "train.device is 'cuda'" in err and "resources.gpus" in err, err

@@ -61,6 +61,7 @@ CASES = [
     (edited("comparisons.hybrid_vs_diffstride.control", {"model.widht": 4}),
      r"comparisons\.hybrid_vs_diffstride\.control: 'model\.widht' is no run-table column"),
     (edited("studies.pooling.fixed", {"variant": "median"}), r"studies\.pooling: unknown variant 'median'"),
+    (edited("base.train.device", "cuda"), r"train\.device: 39 runs ask for 'cuda' .* but resources\.gpus is 0"),
 ]
 
 
