@@ -33,6 +33,7 @@ import yaml
 from pydantic import TypeAdapter
 
 from hybrid.config import RunConfig, parse_run_config
+from hybrid.strict_yaml import load_yaml
 
 VARIANT = "variant"
 # Keys that runs.csv always has, varied or not: what a run trains on and how, so that the
@@ -312,7 +313,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.config is None:
         parser.error("the config file is required")
-    runs = resolve_runs(yaml.safe_load(args.config.read_text()))
+    from hybrid.workflow_config import check_config  # the workflow's own checks (it imports this module)
+
+    try:
+        runs = check_config(load_yaml(args.config))
+    except ValueError as err:  # a ConfigFileError or ConfigError: the file, the key and the fix
+        parser.exit(2, f"error: {err}\n")
     if args.runs_csv:
         write_runs_csv(runs, args.runs_csv)
     if args.cost:

@@ -113,3 +113,13 @@ def test_snakemake_refuses_a_duplicated_key_before_any_job(tmp_path):
     assert run.returncode != 0
     assert "found key 'seeds' again" in output and "dup.yaml: line" in output
     assert "rule train" not in output and "Job stats" not in output
+
+
+def test_the_studies_command_runs_the_same_checks_and_names_the_line(tmp_path):
+    """Snakemake's own reader says only "not valid JSON or YAML"; this command says where."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("base: {train: {lr: 0.1}\nseeds: [0]\n")
+    run = subprocess.run([sys.executable, "-m", "hybrid.studies", str(broken)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [f"error: {broken}: line 2, column 1: expected ',' or '}}', but got '<scalar>'"]
