@@ -15,7 +15,7 @@ run id is a hash of the resolved config, so a shared run trains once, and a conf
 that leaves a run unchanged leaves its id (and its finished result) alone.
 
     python -m hybrid.studies CONFIG.yaml [--runs-csv results/runs.csv]   # list the runs
-    python -m hybrid.studies CONFIG.yaml --cost [--tflops 40]            # what they cost
+    python -m hybrid.studies CONFIG.yaml --cost                          # what they cost
 """
 
 from __future__ import annotations
@@ -290,6 +290,23 @@ def config_schema() -> dict:
                                         "description": "a flagged run also lies this far from its cell's median"},
                 },
             },
+            "cost": {
+                "type": "object",
+                "additionalProperties": False,
+                "description": "the throughput behind `python -m hybrid.studies CONFIG --cost`",
+                "properties": {
+                    "gpu": {"type": "string", "description": "where images_per_s was measured"},
+                    "images_per_s": {
+                        "type": "object",
+                        "description": "training images/s per GPU by arch, for nets with and without DiffStride; "
+                                       "default: measured on one H100 (hybrid.cost.MEASURED_IMAGES_PER_S)",
+                        "additionalProperties": {
+                            "type": "object", "additionalProperties": False,
+                            "properties": {k: {"type": "number", "exclusiveMinimum": 0} for k in ("fixed", "diffstride")},
+                        },
+                    },
+                },
+            },
             "resources": {
                 "type": "object",
                 "additionalProperties": False,
@@ -301,12 +318,12 @@ def config_schema() -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m hybrid.studies", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path, nargs="?")
     parser.add_argument("--runs-csv", type=Path, default=None, help="also write the runs table here")
     parser.add_argument("--schema", action="store_true", help="print the config's JSON schema (YAML) and exit")
     parser.add_argument("--cost", action="store_true", help="print runs, images, FLOPs and GPU-hours per study")
-    parser.add_argument("--tflops", type=float, default=None, help="effective TFLOP/s per GPU for --cost (an assumption)")
     args = parser.parse_args(argv)
     if args.schema:
         print(SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False), end="")
@@ -316,15 +333,16 @@ def main(argv: list[str] | None = None) -> None:
     from hybrid.workflow_config import check_config  # the workflow's own checks (it imports this module)
 
     try:
-        runs = check_config(load_yaml(args.config))
+        config = load_yaml(args.config)
+        runs = check_config(config)
     except ValueError as err:  # a ConfigFileError or ConfigError: the file, the key and the fix
         parser.exit(2, f"error: {err}\n")
     if args.runs_csv:
         write_runs_csv(runs, args.runs_csv)
     if args.cost:
-        from hybrid.cost import DEFAULT_TFLOPS, print_costs
+        from hybrid.cost import print_costs
 
-        print_costs(runs, args.tflops or DEFAULT_TFLOPS)
+        print_costs(runs, config)
         return
     for run in runs:
         print(run.run_id, run.name, ",".join(run.studies))

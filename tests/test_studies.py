@@ -105,8 +105,8 @@ def test_per_site_kinds_and_stride_pairs_are_study_axes():
     assert ("layer3=spectral+layer4=spectral", "1+1+2x3+2+2") in levels and ("none", "1+1+2+2+2") in levels
 
 
-def test_cost_estimate_counts_what_the_loop_trains(capsys):
-    from hybrid.cost import run_cost, study_costs
+def test_cost_estimate_counts_what_the_loop_trains(capsys, tmp_path):
+    from hybrid.cost import MEASURED_IMAGES_PER_S, run_cost, study_costs
     from hybrid.models import resnet
     from hybrid.studies import main
 
@@ -117,11 +117,27 @@ def test_cost_estimate_counts_what_the_loop_trains(capsys):
     assert cost.images == t.epochs * 16 * 32  # 512 images, batch 32
     forward = resnet(strided.config.model).cost()["flops"]
     assert cost.train_flops == pytest.approx(forward * (3 * cost.images + t.epochs * 256))
+    # GPU-hours from the measured throughput of the run's family: no DiffStride here
+    assert cost.images_per_s == MEASURED_IMAGES_PER_S["resnet18"]["fixed"]
+    assert cost.gpu_hours == pytest.approx((cost.images + t.epochs * 256 / 3) / cost.images_per_s / 3600)
+    hybrid = next(r for r in runs if r.variant == "hybrid")
+    assert run_cost(hybrid.config).images_per_s == MEASURED_IMAGES_PER_S["resnet18"]["diffstride"]
     rows = {r["study"]: r for r in study_costs(runs)}
     assert rows["total (each run once)"]["runs"] == len(runs)
     assert rows["pooling"]["runs"] == 21
-    main([str(ROOT / "config" / "demo.yaml"), "--cost", "--tflops", "10"])
-    assert "assumed 10 effective TFLOP/s" in capsys.readouterr().out
+    main([str(ROOT / "config" / "demo.yaml"), "--cost"])
+    out = capsys.readouterr().out
+    assert "measured on one NVIDIA H100" in out and "resnet18 fixed 9800, diffstride 3470" in out
+    # the config's own throughput replaces the measured one, and says so
+    config = {**DEMO, "cost": {"gpu": "our A100s", "images_per_s": {"resnet18": {"fixed": 980.0}}}}
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main([str(path), "--cost"])
+    slow = capsys.readouterr().out
+    assert "measured on our A100s" in slow and "fixed 980" in slow
+    total = [line for line in slow.splitlines() if line.startswith("total")][0]
+    fast = [line for line in out.splitlines() if line.startswith("total")][0]
+    assert float(total.split()[-1]) > float(fast.split()[-1])
 
 
 def test_schema_file_is_generated_from_the_dataclasses():
