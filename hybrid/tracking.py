@@ -4,7 +4,15 @@ The result files (`result.json`, `history.csv`) are the source of truth; MLflow 
 them. So tracking may fail without failing training: `RunTracker` logs one warning and turns
 into a no-op, and `sync` later fills MLflow in from the result files.
 
+    python -m hybrid.tracking init RESULTS_DIR [--uri URI] [--experiment NAME]
     python -m hybrid.tracking sync RESULTS_DIR [--uri URI] [--experiment NAME]
+
+`init` creates the store and the experiment once, before any training job starts (the
+workflow's local rule `tracking_store`): MLflow's SQLite store creates its schema on first
+use, and jobs that start together on a fresh store race to create it ("table ... already
+exists"), leaving runs untracked or the store half-made. `sync` ends the workflow
+(`tracking_sync`), logging whatever a job could not. A store that cannot be opened is named
+in one line with what to do (move it aside; `sync` rebuilds it from the result files).
 
 One training run is one MLflow run, found again by its tag `run_id` (the config's content
 hash): a resumed training continues its MLflow run, and `sync` never duplicates a run or a
@@ -125,6 +133,30 @@ def _experiment_id(client, uri: str, name: str) -> str:
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+class StoreError(RuntimeError):
+    """An MLflow store that cannot be opened; the message names it and what to do."""
+
+
+def open_store(uri: str, experiment: str):
+    """(client, experiment id) of `experiment` in the store at `uri`, creating either when
+    missing; a store that fails to open raises StoreError naming it and the fix."""
+    try:
+        client = _client(uri)
+        return client, _experiment_id(client, uri, experiment)
+    except Exception as err:  # noqa: BLE001 - SQLAlchemy, alembic and HTTP errors alike
+        detail = " ".join(str(err).split())[:300]
+        fix = (f"move {uri[len('sqlite:///'):]} aside (a crash while MLflow built it leaves it half-made), "
+               "then run `python -m hybrid.tracking sync RESULTS_DIR` to rebuild it from the result files"
+               if uri.startswith("sqlite:///") else "check that the server is up and reachable, then rerun")
+        raise StoreError(f"MLflow store {uri} cannot be opened ({type(err).__name__}: {detail}); {fix}") from None
+
+
+def init_store(uri: str, experiment: str) -> str:
+    """Create the store and `experiment` once, before the jobs that log to it; its id."""
+    _probe(uri)
+    return open_store(uri, experiment)[1]
 
 
 def _find_run(client, experiment_id: str, run_id: str):
@@ -283,7 +315,7 @@ def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> 
     """Log every result.json under `results_dir` that MLflow lacks, or lacks in part. Idempotent."""
     results_dir = Path(results_dir)
     uri = resolve_tracking_uri(uri, results_dir)
-    client = _client(uri)
+    client, _ = open_store(uri, experiment or DEFAULT_EXPERIMENT)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     for path in sorted(results_dir.rglob("result.json")):
         if {ARTIFACT_DIR, "mlruns"} & set(path.relative_to(results_dir).parts):
@@ -300,16 +332,29 @@ def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m hybrid.tracking", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    sync_cmd = commands.add_parser("sync", help="log result files that MLflow lacks")
-    sync_cmd.add_argument("results_dir", type=Path)
-    sync_cmd.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else RESULTS_DIR/mlflow.db)")
-    sync_cmd.add_argument("--experiment", help="experiment name (default: each run's config, else hybrid-pooling)")
+    for name, text in (("init", "create the store and the experiment before any training job"),
+                       ("sync", "log result files that MLflow lacks")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("results_dir", type=Path)
+        command.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else RESULTS_DIR/mlflow.db)")
+        command.add_argument("--experiment", help="experiment name (sync: default each run's config, "
+                                                  f"else {DEFAULT_EXPERIMENT})")
     args = parser.parse_args(argv)
-    if not args.results_dir.is_dir():
-        parser.error(f"results directory {args.results_dir} does not exist; pass the folder holding the runs")
-    counts = sync(args.results_dir, args.uri, args.experiment)
+    try:
+        if args.command == "init":
+            args.results_dir.mkdir(parents=True, exist_ok=True)
+            uri = resolve_tracking_uri(args.uri, args.results_dir)
+            experiment = args.experiment or DEFAULT_EXPERIMENT
+            print(f"{uri} experiment {experiment!r} ready (id {init_store(uri, experiment)})")
+            return {}
+        if not args.results_dir.is_dir():
+            parser.error(f"results directory {args.results_dir} does not exist; pass the folder holding the runs")
+        counts = sync(args.results_dir, args.uri, args.experiment)
+    except (StoreError, ConnectionError, ValueError) as err:
+        parser.exit(2, f"error: {' '.join(str(err).split())}\n")
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return counts
 

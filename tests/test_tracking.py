@@ -244,3 +244,20 @@ def test_outage_is_fast_and_sync_fills_mlflow_in(tmp_path, monkeypatch, caplog):
     assert main(["sync", str(results)]) == {"created": 0, "updated": 0, "unchanged": 2}
     client, found = runs(uri)
     assert {run.info.run_id: points(client, run) for run in found} == before
+
+
+def test_init_builds_the_store_once_and_a_broken_store_is_one_line(tmp_path, capsys):
+    main(["init", str(tmp_path), "--experiment", "tiny"])
+    assert "experiment 'tiny' ready" in capsys.readouterr().out
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_experiment_by_name("tiny") is not None
+    main(["init", str(tmp_path), "--experiment", "tiny"])  # again: nothing new, no error
+    assert len(client.search_experiments()) == 2  # "Default" and "tiny"
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"half a store")
+    for verb in ("init", "sync"):
+        with pytest.raises(SystemExit) as exit_:
+            main([verb, str(tmp_path), "--uri", f"sqlite:///{broken}"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1, err
+        assert f"MLflow store sqlite:///{broken} cannot be opened" in err and "move" in err and "sync" in err

@@ -15,13 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "tests" / "workflow" / "tiny.yaml").read_text())
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, config: dict, *args: str, cores: int = 2) -> subprocess.CompletedProcess:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(path), "--cores", "2", *args]
+           "--configfile", str(path), "--cores", str(cores), *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -33,7 +33,8 @@ def job_counts(output: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
-    done = snakemake(workdir, TINY, "--report", "results/report.html", "--report-after-run")
+    # 4 jobs at once on a fresh MLflow store: they used to race to build its schema
+    done = snakemake(workdir, TINY, "--report", "results/report.html", "--report-after-run", cores=4)
     assert done.returncode == 0, done.stderr[-4000:]
     return workdir
 
@@ -66,6 +67,21 @@ def test_every_rule_runs_and_the_report_is_written(finished):
     report = (results / "report.html").read_text()
     assert "Claims" in report and "smoothness" in report
     assert (results / "mlflow.db").exists()
+
+
+def test_every_result_is_one_mlflow_run(finished):
+    """The store is built once before the jobs (rule tracking_store) and synced after them:
+    exactly one MLflow run per result file, none untracked, none twice."""
+    from mlflow.tracking import MlflowClient
+
+    results = finished / "results"
+    run_ids = sorted(p.parent.name for p in (results / "runs").glob("*/result.json"))
+    client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert sorted(r.data.tags["run_id"] for r in runs) == run_ids
+    assert all(r.info.status == "FINISHED" and "final/test_accuracy" in r.data.metrics for r in runs)
+    assert "created=0" in (results / "tracking" / "synced.txt").read_text()  # the jobs logged everything
 
 
 def test_a_finished_study_is_not_retrained(finished):

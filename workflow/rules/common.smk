@@ -99,8 +99,22 @@ def _caption(kind, name):
     return f"../report/{kind}_{generic}.rst"
 
 
+# The MLflow stores (URI, experiment) the runs log to; "" is the default store in RESULTS.
+TRACKING_STORES = sorted({(run.config.tracking.uri or "", run.config.tracking.experiment)
+                          for run in RUNS.values() if run.config.tracking.enabled})
+
+
+def _tracking_command(verb):
+    """One `python -m hybrid.tracking` call per store (URI, experiment), chained."""
+    calls = [f"python -m hybrid.tracking {verb} {RESULTS}" + (f" --uri '{uri}'" if uri else "")
+             + (f" --experiment '{experiment}'" if verb == "init" else "")
+             for uri, experiment in TRACKING_STORES]
+    return " && ".join(calls) or "true"
+
+
 def analysis_outputs():
-    return [*rules.tables.output, *rules.figures.output, f"{RESULTS}/run_status.csv"]
+    return [*rules.tables.output, *rules.figures.output, f"{RESULTS}/run_status.csv",
+            f"{RESULTS}/tracking/synced.txt"]
 
 
 def uses_gpu(run):

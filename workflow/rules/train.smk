@@ -18,6 +18,7 @@ rule train:
     input:
         config=f"{RESULTS}/runs/{{run}}/run.yaml",
         data=data_ready,
+        tracking=f"{RESULTS}/tracking/store.ready",
     output:
         result=f"{RESULTS}/runs/{{run}}/result.json",
         history=f"{RESULTS}/runs/{{run}}/history.csv",
