@@ -223,6 +223,9 @@ def config_schema() -> dict:
         "required": ["base", "studies"],
         "properties": {
             "results": {"type": "string", "default": "results"},
+            "partial": {"type": "boolean", "default": False,
+                        "description": "analyse and report the runs that have finished, training none "
+                                       "(`--config partial=true`); the others count as missing"},
             "base": {"type": "object", "additionalProperties": False, "properties": base},
             "seeds": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
             "variants": {"type": "object", "additionalProperties": {"type": "object", "propertyNames": dotted}},

@@ -161,3 +161,29 @@ def test_the_report_renders_in_a_headless_browser(finished, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     for category in ("1. Claims", "2. Pooling variants", "3. First release", "6. Smoothness", "8. Runs"):
         assert category in dom.stdout, category
+
+
+def test_a_report_from_a_study_with_a_failed_run(tmp_path):
+    """One run fails for good (a directory where its checkpoint goes: exit 2, every retry);
+    `--keep-going` trains the others, and `--config partial=true` reports what finished,
+    the failed run counted as missing."""
+    from hybrid.studies import resolve_runs
+
+    broken = resolve_runs(copy.deepcopy(TINY))[0].run_id
+    (tmp_path / "results" / "runs" / broken / "checkpoint.pt").mkdir(parents=True)
+    failed = snakemake(tmp_path, TINY, "--keep-going", cores=4)
+    assert failed.returncode != 0
+    results = tmp_path / "results"
+    finished = list((results / "runs").glob("*/result.json"))
+    assert len(finished) == 9 and not (results / "runs" / broken / "result.json").exists()
+    assert not (results / "tables").exists()  # the full analysis waits for every run
+
+    partial = snakemake(tmp_path, {**TINY, "partial": True}, "--report", "results/report.html",
+                        "--report-after-run", cores=2)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert "rule train" not in partial.stdout + partial.stderr
+    status = pd.read_csv(results / "tables" / "status.csv")
+    assert status["missing"].sum() >= 1 and status["completed"].sum() >= 9
+    table = pd.read_csv(results / "runs_table.csv").set_index("run_id")
+    assert table.loc[broken, "status"] == "missing"
+    assert (results / "report.html").stat().st_size > 10_000

@@ -44,6 +44,7 @@ rule collect:
         status=f"{RESULTS}/run_status.csv",
     params:
         runs_dir=lambda w, input: Path(input.runs).parent / "runs",
+        finished=finished_results(),  # partial mode: rerun when more runs have finished
     log:
         f"{RESULTS}/logs/collect.log",
     localrule: True

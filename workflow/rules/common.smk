@@ -41,12 +41,22 @@ def run_dir(run_id):
     return f"{RESULTS}/runs/{run_id}"
 
 
+# `--config partial=true`: analyse and report whatever has finished, training nothing; the
+# runs without a result are counted as missing. Without it, the analysis waits for every run.
+PARTIAL = bool(config.get("partial", False))
+
+
 def run_results(wildcards=None):
-    return [f"{run_dir(r)}/result.json" for r in RUNS]
+    return [] if PARTIAL else [f"{run_dir(r)}/result.json" for r in RUNS]
 
 
 def run_histories(wildcards=None):
-    return [f"{run_dir(r)}/history.csv" for r in RUNS]
+    return [] if PARTIAL else [f"{run_dir(r)}/history.csv" for r in RUNS]
+
+
+def finished_results():
+    """The result files there are now: in partial mode, a change reruns the collection."""
+    return sorted(str(p) for p in Path(RESULTS, "runs").glob("*/result.json")) if PARTIAL else []
 
 
 def data_ready(wildcards):
