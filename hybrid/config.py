@@ -83,6 +83,8 @@ class TrainConfig:
     deterministic: Bool = False
     threads: Int = describe("CPU threads; 0 keeps torch's default", default=0, ge=0)
     eval_batch_size: Int = describe("evaluation batch size", default=1000, ge=1)
+    save_weights: Bool = describe("also write the final weights (weights.pt, a state_dict) and "
+                                  "log them to MLflow", default=False)
 
     def __post_init__(self):
         if self.lr_schedule == "piecewise" and len(self.lr_values) != len(self.lr_boundaries) + 1:
@@ -185,7 +187,8 @@ class RunConfig:
     name: str = ""  # readable run name, e.g. cifar10/hybrid/seed0 (not part of the id)
 
     # Keys that say where or how to run, not what: left out of the run id.
-    NOT_IN_ID: typing.ClassVar[tuple[str, ...]] = ("dataset.root", "tracking", "name", "train.threads")
+    NOT_IN_ID: typing.ClassVar[tuple[str, ...]] = ("dataset.root", "tracking", "name", "train.threads",
+                                                   "train.save_weights")
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))

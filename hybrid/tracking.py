@@ -14,9 +14,12 @@ exists"), leaving runs untracked or the store half-made. `sync` ends the workflo
 (`tracking_sync`), logging whatever a job could not. A store that cannot be opened is named
 in one line with what to do (move it aside; `sync` rebuilds it from the result files).
 
-One training run is one MLflow run, found again by its tag `run_id` (the config's content
-hash): a resumed training continues its MLflow run, and `sync` never duplicates a run or a
-metric point. A diverged run is a result, not a crash: it ends FINISHED with tag
+One training run is one MLflow run, found again by its tag `config_hash` (the run id of the
+config's content hash; stores written before the tag was renamed are found by their old
+`run_id` tag): a resumed training continues its MLflow run, and `sync` never duplicates a
+run or a metric point. Runs carry MLflow's standard source tags (`mlflow.source.git.commit`,
+`mlflow.source.git.branch`, `mlflow.source.name`, `mlflow.source.type`) and, from the
+workflow, `variant` and `studies`, so that the UI filters by study. A diverged run is a result, not a crash: it ends FINISHED with tag
 `status=diverged`; only an interrupted run ends KILLED (and is reopened on resume).
 
 Fast failure: MLflow's HTTP client retries for minutes by default. For http(s) URIs,
@@ -45,7 +48,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = "hybrid-pooling"
-ARTIFACTS = ("result.json", "history.csv")
+ARTIFACTS = ("result.json", "history.csv", "weights.pt")  # each logged when the run wrote it
+CONFIG_HASH = "config_hash"  # the tag naming a run's config hash (RunConfig.run_id)
+OLD_CONFIG_HASH = "run_id"  # its name before, easily taken for MLflow's own run id
+SOURCE_COMMIT = "mlflow.source.git.commit"
 # Where a SQLite store beside the results keeps artifacts; `sync` skips it (it holds result.json copies).
 ARTIFACT_DIR = "mlartifacts"
 # MLflow's limits (mlflow.utils.validation): values longer than this are rejected.
@@ -160,9 +166,12 @@ def init_store(uri: str, experiment: str) -> str:
 
 
 def _find_run(client, experiment_id: str, run_id: str):
-    runs = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'",
-                              max_results=1, order_by=["attributes.start_time ASC"])
-    return runs[0] if runs else None
+    for tag in (CONFIG_HASH, OLD_CONFIG_HASH):
+        runs = client.search_runs([experiment_id], filter_string=f"tags.{tag} = '{run_id}'",
+                                  max_results=1, order_by=["attributes.start_time ASC"])
+        if runs:
+            return runs[0]
+    return None
 
 
 def _logged_steps(client, run) -> dict[str, set[int]]:
@@ -185,7 +194,7 @@ def _log_batch(client, mlflow_run_id: str, metrics=(), params=(), tags=()) -> No
 
 
 def _base_tags(run_id: str, extra: dict | None) -> dict[str, str]:
-    tags = {"run_id": run_id, "host": socket.gethostname()}
+    tags = {CONFIG_HASH: run_id, "host": socket.gethostname()}
     if os.environ.get("SLURM_JOB_ID"):
         tags["SLURM_JOB_ID"] = os.environ["SLURM_JOB_ID"]
     tags.update({k: str(v) for k, v in (extra or {}).items() if v is not None})
@@ -205,8 +214,8 @@ def _log_outcome(client, run, out_dir: Path, status: str, result: dict) -> bool:
     finals = [(f"final/{k}", result[k], 0) for k in FINAL_METRICS
               if isinstance(result.get(k), (int, float)) and f"final/{k}" not in run.data.metrics]
     tags = [("status", status)] if run.data.tags.get("status") != status else []
-    if result.get("git_commit") and "git_commit" not in run.data.tags:
-        tags.append(("git_commit", str(result["git_commit"])))
+    if result.get("git_commit") and SOURCE_COMMIT not in run.data.tags:
+        tags.append((SOURCE_COMMIT, str(result["git_commit"])))
     _log_batch(client, mlflow_run_id, metrics=finals, tags=tags)
     return bool(missing or finals or tags)
 
@@ -249,7 +258,7 @@ class RunTracker:
         experiment_id = _experiment_id(client, self.uri, self.experiment)
         run = _find_run(client, experiment_id, self.run_id)
         if run is None:
-            run = client.create_run(experiment_id, run_name=self.run_name, tags={"run_id": self.run_id})
+            run = client.create_run(experiment_id, run_name=self.run_name, tags={CONFIG_HASH: self.run_id})
         else:
             client.update_run(run.info.run_id, status="RUNNING")
             self._logged = _logged_steps(client, run)
@@ -290,25 +299,37 @@ def read_history(path: Path) -> list[tuple[str, float, int]]:
     return points
 
 
-def _sync_run(client, uri: str, out_dir: Path, result: dict, experiment: str) -> str:
-    """Log what MLflow lacks of one result directory; returns created, updated or unchanged."""
+def _sync_run(client, uri: str, out_dir: Path, result: dict, experiment: str,
+              labels: dict[str, str] | None = None) -> str:
+    """Log what MLflow lacks of one result directory (and its `labels`, e.g. variant and
+    studies, as tags); returns created, updated or unchanged."""
     run_id, config = str(result["run_id"]), result.get("config", {})
     experiment_id = _experiment_id(client, uri, experiment)
     run = _find_run(client, experiment_id, run_id)
     outcome = "updated"
     if run is None:
-        run = client.create_run(experiment_id, run_name=result.get("run_name"), tags={"run_id": run_id})
+        run = client.create_run(experiment_id, run_name=result.get("run_name"), tags={CONFIG_HASH: run_id})
         outcome = "created"
     params = [(k, v) for k, v in flatten(config).items() if k not in run.data.params]
     logged = _logged_steps(client, run)
     points = [p for p in read_history(out_dir / "history.csv") if p[2] not in logged.get(p[0], ())]
-    _log_batch(client, run.info.run_id, metrics=points, params=params)
+    tags = [(k, v) for k, v in (labels or {}).items() if v and run.data.tags.get(k) != v]
+    _log_batch(client, run.info.run_id, metrics=points, params=params, tags=tags)
     status = str(result.get("status", "completed"))
     changed = _log_outcome(client, client.get_run(run.info.run_id), out_dir, status, result)
     if run.info.status != "FINISHED":
         client.set_terminated(run.info.run_id, status="FINISHED")
         changed = True
-    return outcome if outcome == "created" or params or points or changed else "unchanged"
+    return outcome if outcome == "created" or params or points or tags or changed else "unchanged"
+
+
+def run_labels(runs_csv: Path) -> dict[str, dict[str, str]]:
+    """{run id: {variant, studies}} from the workflow's runs.csv, where there is one."""
+    if not runs_csv.is_file():
+        return {}
+    with runs_csv.open(newline="") as f:
+        return {row["run_id"]: {"variant": row.get("variant", ""), "studies": row.get("studies", "")}
+                for row in csv.DictReader(f)}
 
 
 def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> dict:
@@ -317,6 +338,7 @@ def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> 
     uri = resolve_tracking_uri(uri, results_dir)
     client, _ = open_store(uri, experiment or DEFAULT_EXPERIMENT)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
+    labels = run_labels(results_dir / "runs.csv")
     for path in sorted(results_dir.rglob("result.json")):
         if {ARTIFACT_DIR, "mlruns"} & set(path.relative_to(results_dir).parts):
             continue  # a copy logged as an artifact, not a run directory
@@ -327,7 +349,7 @@ def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> 
         if "run_id" not in result:
             raise ValueError(f"{path} has no 'run_id', so it is no training result; move it out of {results_dir}")
         name = experiment or (result.get("config", {}).get("tracking") or {}).get("experiment") or DEFAULT_EXPERIMENT
-        counts[_sync_run(client, uri, path.parent, result, name)] += 1
+        counts[_sync_run(client, uri, path.parent, result, name, labels.get(str(result["run_id"])))] += 1
     return counts
 
 

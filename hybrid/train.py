@@ -266,7 +266,8 @@ def autocast(device: torch.device, train: TrainConfig):
 # --- the run --------------------------------------------------------------------------
 
 
-def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = None, results_dir: Path = Path("results")) -> dict:
+def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = None, results_dir: Path = Path("results"),
+              tags: dict[str, str] | None = None) -> dict:
     """Train `config`, write its result files to `out_dir`, return the result.
 
     Raises Interrupted on SIGTERM (after checkpointing, once the loop has begun), RunPathError
@@ -309,7 +310,7 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
         stop.defer()
         tracker = RunTracker(
             resolve_tracking_uri(config.tracking.uri, results_dir) if config.tracking.enabled else None,
-            config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(),
+            config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(tags),
         )
         tracker.start()
 
@@ -368,6 +369,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
 
         result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start)
         write_results(out_dir, result, history)
+        if tcfg.save_weights:  # the final weights, loadable with torch.load(..., weights_only=True)
+            torch.save(model.state_dict(), out_dir / "weights.pt")
         tracker.finish(status, out_dir)
         if checkpoint_path.exists():
             checkpoint_path.unlink()
@@ -434,29 +437,45 @@ def finite_or_none(value):
     return value
 
 
+def _git(*args: str) -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 def git_commit() -> str:
     if os.environ.get("HYBRID_GIT_COMMIT"):
         return os.environ["HYBRID_GIT_COMMIT"]
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
         return "unknown"
+    return commit + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def run_tags() -> dict[str, str]:
-    return {"git_commit": git_commit()}
+def run_tags(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """MLflow's standard source tags, as its own run context would set them, and `extra`
+    (the workflow passes the run's variant and studies)."""
+    tags = {"mlflow.source.git.commit": git_commit(), "mlflow.source.name": "hybrid.train",
+            "mlflow.source.type": "LOCAL"}
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    if branch and branch != "HEAD":
+        tags["mlflow.source.git.branch"] = branch
+    return {**tags, **(extra or {})}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m hybrid.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-config", required=True, type=Path, help="the resolved run configuration (YAML)")
     parser.add_argument("--out", required=True, type=Path, help="directory for result.json and history.csv")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: OUT/checkpoint.pt")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="where the default MLflow store lives")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (overrides train.threads)")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                        help="an MLflow tag of the run (repeatable), e.g. variant=hybrid")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -465,8 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {run_config_error(args.run_config, err)}\n")
     if args.threads:
         config = replace(config, train=replace(config.train, threads=args.threads))
+    tags = dict(tag.partition("=")[::2] for tag in args.tag)
+    if any(not key for key in tags):
+        parser.exit(2, f"error: --tag takes KEY=VALUE, got {args.tag}\n")
     try:
-        result = train_run(config, args.out, args.checkpoint, args.results_dir)
+        result = train_run(config, args.out, args.checkpoint, args.results_dir, tags)
     except Interrupted:
         return EXIT_INTERRUPTED
     except (DataNotFoundError, RunPathError, DeviceError) as err:

@@ -95,7 +95,8 @@ def test_flatten_gives_dotted_string_params_within_mlflow_limits():
 def test_tracker_logs_params_tags_epochs_and_artifacts(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     uri, out = sqlite_uri(tmp_path), tmp_path / "runs" / "r1"
-    tracker = RunTracker(uri, EXPERIMENT, "r1", "cifar10/hybrid/seed0", config(), tags={"git_commit": "abc123"})
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "cifar10/hybrid/seed0", config(),
+                         tags={"mlflow.source.git.commit": "abc123", "variant": "hybrid"})
     tracker.start()
     for epoch in (1, 2, 3):
         tracker.log_epoch(epoch, epoch_metrics(epoch))
@@ -106,7 +107,9 @@ def test_tracker_logs_params_tags_epochs_and_artifacts(tmp_path, monkeypatch):
     assert run.info.run_name == "cifar10/hybrid/seed0" and run.info.status == "FINISHED"
     assert run.data.params["model.smoothness"] == "4.0" and run.data.params["train.lr"] == "0.1"
     tags = run.data.tags
-    assert (tags["run_id"], tags["SLURM_JOB_ID"], tags["git_commit"], tags["status"]) == ("r1", "4242", "abc123", "completed")
+    assert (tags["config_hash"], tags["SLURM_JOB_ID"], tags["mlflow.source.git.commit"], tags["status"]) == (
+        "r1", "4242", "abc123", "completed")
+    assert tags["variant"] == "hybrid" and "run_id" not in tags  # not to be taken for MLflow's own id
     assert tags["host"] == socket.gethostname()
     assert steps(client, run, STRIDE) == [1, 2, 3]
     assert run.data.metrics["final/best_test_accuracy"] == 0.91
@@ -231,7 +234,7 @@ def test_outage_is_fast_and_sync_fills_mlflow_in(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert sync(results) == {"created": 1, "updated": 1, "unchanged": 0}  # default store: results/mlflow.db
     client, found = runs(uri)
-    by_id = {run.data.tags["run_id"]: run for run in found}
+    by_id = {run.data.tags["config_hash"]: run for run in found}
     assert sorted(by_id) == ["r4", "r5"]
     for run in found:
         assert steps(client, run, STRIDE) == [1, 2, 3] and run.info.status == "FINISHED"
@@ -261,3 +264,19 @@ def test_init_builds_the_store_once_and_a_broken_store_is_one_line(tmp_path, cap
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.count("\n") == 1, err
         assert f"MLflow store sqlite:///{broken} cannot be opened" in err and "move" in err and "sync" in err
+
+
+def test_sync_finds_runs_by_their_old_tag_and_labels_them_from_runs_csv(tmp_path):
+    """A store written when the config hash was tagged `run_id`: sync continues those runs
+    (no duplicate) and tags every run with the workflow's variant and studies."""
+    uri = sqlite_uri(tmp_path)
+    write_run(tmp_path / "runs" / "r1", "r1")
+    client = MlflowClient(tracking_uri=uri)
+    old = client.create_run(client.create_experiment(EXPERIMENT), tags={"run_id": "r1"})
+    (tmp_path / "runs.csv").write_text("run_id,name,studies,variant,seed\nr1,x,pooling;smoothness,hybrid,0\n")
+    assert sync(tmp_path, uri) == {"created": 0, "updated": 1, "unchanged": 0}
+    client, [run] = runs(uri)
+    assert run.info.run_id == old.info.run_id
+    assert (run.data.tags["variant"], run.data.tags["studies"]) == ("hybrid", "pooling;smoothness")
+    assert run.data.tags["mlflow.source.git.commit"] == "abc123"
+    assert sync(tmp_path, uri) == {"created": 0, "updated": 0, "unchanged": 1}

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
 
 from hybrid.config import parse_run_config
+from hybrid.models import resnet
 from hybrid.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,9 +67,25 @@ def test_a_run_writes_its_result_files_and_mlflow_run(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("test").experiment_id])
     assert len(runs) == 1
-    assert runs[0].data.tags["run_id"] == config.run_id()
+    assert runs[0].data.tags["config_hash"] == config.run_id()
+    assert runs[0].data.tags["mlflow.source.name"] == "hybrid.train"
+    assert runs[0].data.tags["mlflow.source.git.commit"] == written["git_commit"]
     assert runs[0].info.run_name == "synthetic/hybrid/seed3"
     assert len(client.get_metric_history(runs[0].info.run_id, "test_accuracy")) == 3
+    assert not (tmp_path / "run" / "weights.pt").exists()  # off by default
+
+
+def test_final_weights_are_saved_on_request_and_load_safely(tmp_path):
+    data = tiny_config(tmp_path, epochs=1, save_weights=True)
+    config = parse_run_config(data)
+    assert config.run_id() == parse_run_config(tiny_config(tmp_path, epochs=1)).run_id()  # not part of the id
+    train_run(config, tmp_path / "run", results_dir=tmp_path)
+    state = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    model = resnet(config.model)
+    model.load_state_dict(state)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = client.search_runs([client.get_experiment_by_name("test").experiment_id])
+    assert "weights.pt" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_training_learns_the_generated_data(tmp_path):

@@ -79,7 +79,11 @@ def test_every_result_is_one_mlflow_run(finished):
     client = MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    assert sorted(r.data.tags["run_id"] for r in runs) == run_ids
+    assert sorted(r.data.tags["config_hash"] for r in runs) == run_ids
+    table = pd.read_csv(results / "runs.csv").set_index("run_id")
+    for run in runs:  # the UI filters by variant and study
+        row = table.loc[run.data.tags["config_hash"]]
+        assert (run.data.tags["variant"], run.data.tags["studies"]) == (row["variant"], row["studies"])
     assert all(r.info.status == "FINISHED" and "final/test_accuracy" in r.data.metrics for r in runs)
     assert "created=0" in (results / "tracking" / "synced.txt").read_text()  # the jobs logged everything
 

@@ -37,8 +37,9 @@ rule train:
     params:
         out=lambda w, output: Path(output.result).parent,
         results=lambda w, output: Path(output.result).parents[2],
+        tags=lambda w: f"--tag 'variant={RUNS[w.run].variant}' --tag 'studies={';'.join(RUNS[w.run].studies)}'",
     conda:
         "../../environment.yml"
     shell:
         "python -m hybrid.train --run-config {input.config} --out {params.out}"
-        " --results-dir {params.results} --threads {threads} > {log} 2>&1"
+        " --results-dir {params.results} --threads {threads} {params.tags} > {log} 2>&1"
