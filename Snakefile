@@ -17,7 +17,6 @@ if not config:
     configfile: "config/config.yaml"
 
 
-
 report: "workflow/report/workflow.rst"
 
 
@@ -29,6 +28,6 @@ include: "workflow/rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         analysis_outputs(),
-    default_target: True

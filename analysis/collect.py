@@ -16,6 +16,7 @@ nothing is dropped, and the statistics count both as excluded runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -153,6 +154,16 @@ def in_study(table: pd.DataFrame, study: str) -> pd.DataFrame:
     return table[member.astype(bool)]
 
 
+@contextlib.contextmanager
+def user_errors(parser: argparse.ArgumentParser):
+    """A user's mistake in a command line (a missing or unreadable file, a config key the
+    tables cannot use) ends the command with exit status 2 and one line, not a traceback."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as err:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
+
+
 RUN_KEYS = ("run_id", "name", "studies", "seed")  # runs.csv columns that are no config axis
 
 
@@ -195,7 +206,7 @@ def status_counts(table: pd.DataFrame, by: Sequence[str] = (DATASET,)) -> pd.Dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m analysis.collect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", required=True, type=Path, help="runs.csv of the resolved runs")
     parser.add_argument("--runs-dir", required=True, type=Path,
@@ -206,18 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-out", type=Path,
                         help="optional CSV of run counts per study, dataset and status")
     args = parser.parse_args(argv)
-    runs_table, history_table = collect(args.runs, args.runs_dir)
-    for path, table in ((args.out, runs_table), (args.history_out, history_table)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(path, index=False)
-    if args.status_out:
-        args.status_out.parent.mkdir(parents=True, exist_ok=True)
-        status_counts(runs_table).to_csv(args.status_out, index=False)
-    counts = runs_table["status"].value_counts()
-    print(f"collected {len(runs_table)} runs: "
-          + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
-          + f"; {len(history_table)} history rows")
-    return 0
+    with user_errors(parser):
+        runs_table, history_table = collect(args.runs, args.runs_dir)
+        for path, table in ((args.out, runs_table), (args.history_out, history_table)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(path, index=False)
+        if args.status_out:
+            args.status_out.parent.mkdir(parents=True, exist_ok=True)
+            status_counts(runs_table).to_csv(args.status_out, index=False)
+        counts = runs_table["status"].value_counts()
+        print(f"collected {len(runs_table)} runs: "
+              + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+              + f"; {len(history_table)} history rows")
+        return 0
 
 
 if __name__ == "__main__":

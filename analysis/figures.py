@@ -40,7 +40,8 @@ from scipy import stats as scipy_stats  # noqa: E402
 
 from analysis import stats  # noqa: E402
 from analysis.collect import (  # noqa: E402
-    DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table, study_rows, variant_studies)
+    DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table, study_rows, user_errors,
+    variant_studies)
 from analysis.claims import (  # noqa: E402
     analysis_settings, as_cell, completed_runs, paper_numbers, reference_number)
 from analysis.tables import POOLING_STUDY, level_order  # noqa: E402
@@ -425,7 +426,7 @@ def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-table", required=True, type=Path,
                         help="runs_table.csv from analysis.collect")
@@ -436,12 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pooling-study", default=POOLING_STUDY,
                         help=f"study of the per-variant figures (default {POOLING_STUDY})")
     args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text()) or {}
-    written = make_figures(read_runs_table(args.runs_table),
-                           read_history_table(args.history_table), config, args.out,
-                           pooling_study=args.pooling_study)
-    print(f"wrote {len(written)} figures to {args.out}: {', '.join(written)}")
-    return 0
+    with user_errors(parser):
+        config = yaml.safe_load(args.config.read_text()) or {}
+        written = make_figures(read_runs_table(args.runs_table),
+                               read_history_table(args.history_table), config, args.out,
+                               pooling_study=args.pooling_study)
+        print(f"wrote {len(written)} figures to {args.out}: {', '.join(written)}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from analysis.claims import (  # noqa: F401  (claims_table and CLAIM_COLUMNS: ta
     select_runs,
 )
 from analysis.collect import (DATASET, VARIANT, in_study, read_runs_table, status_counts, study_rows,
-                              variant_studies)
+                              user_errors, variant_studies)
 
 POOLING_STUDY = "pooling"
 
@@ -349,7 +349,7 @@ def sweep_note(spec: Mapping, settings, ordered: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m analysis.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-table", required=True, type=Path,
                         help="runs_table.csv from analysis.collect")
@@ -358,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pooling-study", default=POOLING_STUDY,
                         help=f"study of the pooling-variants table (default {POOLING_STUDY})")
     args = parser.parse_args(argv)
-    config = yaml.safe_load(args.config.read_text()) or {}
-    written = make_tables(read_runs_table(args.runs_table), config, args.out,
-                          pooling_study=args.pooling_study)
-    print(f"wrote {len(written)} tables to {args.out}: {', '.join(written)}")
-    return 0
+    with user_errors(parser):
+        config = yaml.safe_load(args.config.read_text()) or {}
+        written = make_tables(read_runs_table(args.runs_table), config, args.out,
+                              pooling_study=args.pooling_study)
+        print(f"wrote {len(written)} tables to {args.out}: {', '.join(written)}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def _print(title: str, rows: list[tuple[str, float]], baseline: str, per_item: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python bench/layers.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--map", default="128,64,32,32", help="N,C,H,W of the layer benchmark's input")
     parser.add_argument("--step-batch", type=int, default=None, help="default: 128 on CUDA, 16 on CPU")

@@ -35,7 +35,7 @@ def images_per_s(variant: str, args, amp: bool, channels_last: bool, root: Path)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python bench/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=1)

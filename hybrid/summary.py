@@ -43,7 +43,7 @@ def variant_table(arch: str = "resnet18", width: int | None = None, num_classes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m hybrid.summary", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=list(ARCHS), default="resnet18")
     parser.add_argument("--width", type=int, default=None, help="the stem's filters (default: the architecture's)")
     parser.add_argument("--num-classes", type=int, default=10)

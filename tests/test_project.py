@@ -1,8 +1,11 @@
-"""The project's own promises: one dependency list, the summary command."""
+"""The project's own promises: one dependency list, the summary command, its commands' manners, its licence."""
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -46,3 +49,35 @@ def test_summary_prints_the_official_counts(capsys):
     full = {r["variant"]: r for r in variant_table()}["strided"]
     # google-research/diffstride, counted by the official code: HEAD 11,172,170; 1f9e8f4 11,173,962.
     assert (full["params_preact"], full["params_postact"]) == (11_172_170, 11_173_962)
+
+
+CLI_USER_ERRORS = [
+    ("hybrid.train", ["--run-config", "missing.yaml", "--out", "{tmp}/run"]),
+    ("hybrid.studies", ["missing.yaml"]),
+    ("hybrid.tracking", ["sync", "{tmp}/nowhere"]),
+    ("hybrid.data", ["download", "mnist"]),
+    ("hybrid.summary", ["--arch", "resnet50"]),
+    ("analysis.collect", ["--runs", "missing.csv", "--runs-dir", "{tmp}", "--out", "{tmp}/t.csv",
+                          "--history-out", "{tmp}/h.csv"]),
+    ("analysis.tables", ["--runs-table", "missing.csv", "--config", "missing.yaml", "--out", "{tmp}/t"]),
+    ("analysis.figures", ["--runs-table", "missing.csv", "--history-table", "missing.csv",
+                          "--config", "missing.yaml", "--out", "{tmp}/f"]),
+]
+
+
+@pytest.mark.parametrize("module,argv", CLI_USER_ERRORS, ids=[m for m, _ in CLI_USER_ERRORS])
+def test_every_command_meets_a_user_error_with_one_line_and_exit_2(tmp_path, module, argv):
+    run = subprocess.run([sys.executable, "-m", module, *(a.format(tmp=tmp_path) for a in argv)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = [line for line in run.stderr.splitlines() if "Warning" not in line and line.strip()]
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and lines[-1].startswith(("error:", f"python -m {module}")), run.stderr
+    assert f"python -m {module}" in subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path,
+                                                   capture_output=True, text=True, timeout=300).stdout
+
+
+def test_the_license_file_is_the_one_pyproject_names():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"]["text"] == "Apache-2.0"
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text

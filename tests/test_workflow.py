@@ -143,6 +143,12 @@ def test_the_paper_study_plans_every_run():
     assert {"hybrid", "hybrid-after-norm", "scale-control", "hybrid-layer4"} <= variants
 
 
+def test_snakefmt_is_clean():
+    check = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr + "\nrun: snakefmt Snakefile workflow/"
+
+
 def test_lint_is_clean():
     lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", "tests/workflow/tiny.yaml"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -5,11 +5,11 @@
 rule runs_csv:
     output:
         f"{RESULTS}/runs.csv",
-    params:
-        runs=sorted(RUNS),  # the resolved grid: rerun whenever a run is added or removed
     log:
         f"{RESULTS}/logs/runs_csv.log",
     localrule: True
+    params:
+        runs=sorted(RUNS),  # the resolved grid: rerun whenever a run is added or removed
     run:
         from hybrid.studies import write_runs_csv
 
@@ -19,11 +19,11 @@ rule runs_csv:
 rule workflow_config:
     output:
         f"{RESULTS}/config.yaml",
-    params:
-        config=config,  # rerun when the config changes
     log:
         f"{RESULTS}/logs/workflow_config.log",
     localrule: True
+    params:
+        config=config,  # rerun when the config changes
     run:
         Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
 
@@ -42,14 +42,14 @@ rule collect:
         ),
         history=f"{RESULTS}/history_table.csv",
         status=f"{RESULTS}/run_status.csv",
-    params:
-        runs_dir=lambda w, input: Path(input.runs).parent / "runs",
-        finished=finished_results(),  # partial mode: rerun when more runs have finished
     log:
         f"{RESULTS}/logs/collect.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        runs_dir=lambda w, input: Path(input.runs).parent / "runs",
+        finished=finished_results(),  # partial mode: rerun when more runs have finished
     shell:
         "python -m analysis.collect --runs {input.runs} --runs-dir {params.runs_dir} --out {output.table}"
         " --history-out {output.history} --status-out {output.status} > {log} 2>&1"
@@ -69,14 +69,18 @@ rule tables:
             )
             for name, category in TABLES.items()
         ],
-        [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")],
-    params:
-        out=lambda w, output: Path(output[0]).parent,
+        [
+            f"{RESULTS}/tables/{name}.{ext}"
+            for name in TABLES
+            for ext in ("csv", "md", "tex")
+        ],
     log:
         f"{RESULTS}/logs/tables.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m analysis.tables --runs-table {input.table} --config {input.config}"
         " --out {params.out} > {log} 2>&1"
@@ -98,13 +102,13 @@ rule figures:
             for name, category in FIGURES.items()
         ],
         [f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
-    params:
-        out=lambda w, output: Path(output[0]).parent,
     log:
         f"{RESULTS}/logs/figures.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        out=lambda w, output: Path(output[0]).parent,
     shell:
         "python -m analysis.figures --runs-table {input.table} --history-table {input.history}"
         " --config {input.config} --out {params.out} > {log} 2>&1"

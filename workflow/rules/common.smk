@@ -56,7 +56,11 @@ def run_histories(wildcards=None):
 
 def finished_results():
     """The result files there are now: in partial mode, a change reruns the collection."""
-    return sorted(str(p) for p in Path(RESULTS, "runs").glob("*/result.json")) if PARTIAL else []
+    return (
+        sorted(str(p) for p in Path(RESULTS, "runs").glob("*/result.json"))
+        if PARTIAL
+        else []
+    )
 
 
 def data_ready(wildcards):
@@ -68,13 +72,32 @@ def data_ready(wildcards):
 # `variant` and is no sweep's) gets a table and an accuracy figure; a sweep its own.
 from analysis.collect import variant_studies  # noqa: E402
 
-STUDY_CATEGORY = {"pooling": "2. Pooling variants", "first_release": "3. First release",
-                  "arch": "4. Architectures", "placement": "5. Placement",
-                  "smoothness": "6. Smoothness", "init_stride": "7. Initial strides"}
+STUDY_CATEGORY = {
+    "pooling": "2. Pooling variants",
+    "first_release": "3. First release",
+    "arch": "4. Architectures",
+    "placement": "5. Placement",
+    "smoothness": "6. Smoothness",
+    "init_stride": "7. Initial strides",
+}
 RUNS_CATEGORY = "8. Runs"
-CAPTIONED = {"claims", "status", "outliers", "pooling", "pooling_accuracy", "learning_curves",
-             "stride_trajectories", "accuracy_flops", "placement", "smoothness", "init_stride",
-             "first_release", "first_release_accuracy", "arch", "arch_accuracy"}
+CAPTIONED = {
+    "claims",
+    "status",
+    "outliers",
+    "pooling",
+    "pooling_accuracy",
+    "learning_curves",
+    "stride_trajectories",
+    "accuracy_flops",
+    "placement",
+    "smoothness",
+    "init_stride",
+    "first_release",
+    "first_release_accuracy",
+    "arch",
+    "arch_accuracy",
+}
 VARIANT_STUDIES = variant_studies(config)
 
 
@@ -90,14 +113,32 @@ TABLES = {}
 if config.get("comparisons"):
     TABLES["claims"] = "1. Claims"
 TABLES.update({study: _category(study) for study in VARIANT_STUDIES})
-TABLES.update({name: _sweep_category(name) for name, spec in (config.get("sweeps") or {}).items()
-               if spec["study"] in config["studies"]})
+TABLES.update(
+    {
+        name: _sweep_category(name)
+        for name, spec in (config.get("sweeps") or {}).items()
+        if spec["study"] in config["studies"]
+    }
+)
 TABLES["status"] = RUNS_CATEGORY
 TABLES["outliers"] = RUNS_CATEGORY
 
-FIGURES = {name: STUDY_CATEGORY["pooling"] for name in
-           ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops")}
-FIGURES.update({f"{study}_accuracy": _category(study) for study in VARIANT_STUDIES if study != "pooling"})
+FIGURES = {
+    name: STUDY_CATEGORY["pooling"]
+    for name in (
+        "pooling_accuracy",
+        "learning_curves",
+        "stride_trajectories",
+        "accuracy_flops",
+    )
+}
+FIGURES.update(
+    {
+        f"{study}_accuracy": _category(study)
+        for study in VARIANT_STUDIES
+        if study != "pooling"
+    }
+)
 FIGURES.update({name: _sweep_category(name) for name in (config.get("sweeps") or {})})
 
 
@@ -105,26 +146,40 @@ def _caption(kind, name):
     """The report caption of a table or figure: its own, else the generic one of its kind."""
     if name in CAPTIONED:
         return f"../report/{kind}_{name}.rst"
-    generic = "variants" if name.removesuffix("_accuracy") in VARIANT_STUDIES else "sweep"
+    generic = (
+        "variants" if name.removesuffix("_accuracy") in VARIANT_STUDIES else "sweep"
+    )
     return f"../report/{kind}_{generic}.rst"
 
 
 # The MLflow stores (URI, experiment) the runs log to; "" is the default store in RESULTS.
-TRACKING_STORES = sorted({(run.config.tracking.uri or "", run.config.tracking.experiment)
-                          for run in RUNS.values() if run.config.tracking.enabled})
+TRACKING_STORES = sorted(
+    {
+        (run.config.tracking.uri or "", run.config.tracking.experiment)
+        for run in RUNS.values()
+        if run.config.tracking.enabled
+    }
+)
 
 
 def _tracking_command(verb):
     """One `python -m hybrid.tracking` call per store (URI, experiment), chained."""
-    calls = [f"python -m hybrid.tracking {verb} {RESULTS}" + (f" --uri '{uri}'" if uri else "")
-             + (f" --experiment '{experiment}'" if verb == "init" else "")
-             for uri, experiment in TRACKING_STORES]
+    calls = [
+        f"python -m hybrid.tracking {verb} {RESULTS}"
+        + (f" --uri '{uri}'" if uri else "")
+        + (f" --experiment '{experiment}'" if verb == "init" else "")
+        for uri, experiment in TRACKING_STORES
+    ]
     return " && ".join(calls) or "true"
 
 
 def analysis_outputs():
-    return [*rules.tables.output, *rules.figures.output, f"{RESULTS}/run_status.csv",
-            f"{RESULTS}/tracking/synced.txt"]
+    return [
+        *rules.tables.output,
+        *rules.figures.output,
+        f"{RESULTS}/run_status.csv",
+        f"{RESULTS}/tracking/synced.txt",
+    ]
 
 
 def uses_gpu(run):

@@ -5,13 +5,13 @@
 rule data:
     output:
         touch(f"{RESULTS}/data/{{data}}.ready"),
-    params:
-        dataset=lambda w: DATASETS[w.data],
     log:
         f"{RESULTS}/logs/data/{{data}}.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        dataset=lambda w: DATASETS[w.data],
     shell:
         "python -m hybrid.data download {params.dataset.name} --root {params.dataset.root}"
         " --synthetic-train {params.dataset.synthetic_train}"

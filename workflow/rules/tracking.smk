@@ -2,17 +2,18 @@
 # job starts (jobs that start together on a fresh SQLite store race to build its schema),
 # and a sync at the end that logs whatever a job could not. Both are local and idempotent.
 
+
 rule tracking_store:
     output:
         f"{RESULTS}/tracking/store.ready",
-    params:
-        stores=TRACKING_STORES,  # rerun when a store or an experiment is added
-        command=_tracking_command("init"),
     log:
         f"{RESULTS}/logs/tracking_store.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        stores=TRACKING_STORES,  # rerun when a store or an experiment is added
+        command=_tracking_command("init"),
     shell:
         "({params.command}) > {log} 2>&1 && cp {log} {output}"
 
@@ -23,12 +24,12 @@ rule tracking_sync:
         store=f"{RESULTS}/tracking/store.ready",
     output:
         f"{RESULTS}/tracking/synced.txt",
-    params:
-        command=_tracking_command("sync"),
     log:
         f"{RESULTS}/logs/tracking_sync.log",
     localrule: True
     conda:
         "../../environment.yml"
+    params:
+        command=_tracking_command("sync"),
     shell:
         "({params.command}) > {log} 2>&1 && cp {log} {output}"

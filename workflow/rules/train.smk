@@ -2,14 +2,15 @@
 # then result.json and history.csv; its checkpoint (checkpoint.pt) is not a declared
 # output, so a failed or preempted job leaves it and the retry resumes from it.
 
+
 rule run_config:
     output:
         f"{RESULTS}/runs/{{run}}/run.yaml",
-    params:
-        config=lambda w: RUNS[w.run].config.to_dict(),
     log:
         f"{RESULTS}/logs/run_config/{{run}}.log",
     localrule: True
+    params:
+        config=lambda w: RUNS[w.run].config.to_dict(),
     run:
         Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
 
@@ -26,20 +27,20 @@ rule train:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    retries: RESOURCES.get("retries", 2)
+    group:
+        "train"
+    conda:
+        "../../environment.yml"
     threads: RESOURCES.get("cpus", 1)
     resources:
         runtime=RESOURCES.get("runtime_min", 60),
         mem_mb=RESOURCES.get("mem_mb", 4000),
         gpu=lambda w: RESOURCES.get("gpus", 0) if uses_gpu(RUNS[w.run]) else 0,
-    retries: RESOURCES.get("retries", 2)
-    group:
-        "train"
     params:
         out=lambda w, output: Path(output.result).parent,
         results=lambda w, output: Path(output.result).parents[2],
         tags=lambda w: f"--tag 'variant={RUNS[w.run].variant}' --tag 'studies={';'.join(RUNS[w.run].studies)}'",
-    conda:
-        "../../environment.yml"
     shell:
         "python -m hybrid.train --run-config {input.config} --out {params.out}"
         " --results-dir {params.results} --threads {threads} {params.tags} > {log} 2>&1"
