@@ -16,6 +16,7 @@ that leaves a run unchanged leaves its id (and its finished result) alone.
 
     python -m hybrid.studies CONFIG.yaml [--runs-csv results/runs.csv]   # list the runs
     python -m hybrid.studies CONFIG.yaml --cost                          # what they cost
+    python -m hybrid.studies CONFIG.yaml --status                        # where they stand
 """
 
 from __future__ import annotations
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-csv", type=Path, default=None, help="also write the runs table here")
     parser.add_argument("--schema", action="store_true", help="print the config's JSON schema (YAML) and exit")
     parser.add_argument("--cost", action="store_true", help="print runs, images, FLOPs and GPU-hours per study")
+    parser.add_argument("--status", action="store_true",
+                        help="print each study's runs by state (completed, started at epoch k, failed, ...)")
     args = parser.parse_args(argv)
     if args.schema:
         print(SCHEMA_HEADER + yaml.safe_dump(config_schema(), sort_keys=False), end="")
@@ -342,6 +345,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {err}\n")
     if args.runs_csv:
         write_runs_csv(runs, args.runs_csv)
+    if args.status:
+        from hybrid.progress import print_progress
+
+        print_progress(runs, Path(config.get("results", "results")))
+        return
     if args.cost:
         from hybrid.cost import print_costs
 

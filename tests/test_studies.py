@@ -204,3 +204,37 @@ def test_captions_render_and_name_the_configured_correction():
         if path.name in ("table_claims.rst", "table_sweep.rst", "table_smoothness.rst",
                          "table_placement.rst", "workflow.rst"):
             assert "fdr_bh" in html, path.name
+
+
+def test_status_reads_where_each_run_stands_from_its_files(tmp_path, capsys):
+    import json
+
+    from hybrid import checksummed
+    from hybrid.studies import main
+
+    config = {**copy.deepcopy(DEMO), "results": str(tmp_path / "results")}
+    runs = resolve_runs(config)
+    results = tmp_path / "results"
+
+    def run_dir(i):
+        path = results / "runs" / runs[i].run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    (run_dir(0) / "result.json").write_text(json.dumps({"status": "completed"}))
+    (run_dir(1) / "result.json").write_text(json.dumps({"status": "diverged"}))
+    (run_dir(2) / "result.json").write_text("{half")
+    checksummed.write(run_dir(3) / "checkpoint.pt", {"epoch": 2, "run_id": runs[3].run_id})
+    logs = results / "logs" / "train"
+    logs.mkdir(parents=True)
+    (logs / f"{runs[4].run_id}.log").write_text("loading\nerror: train.device is 'cuda' but CUDA is not available\n")
+    (logs / f"{runs[5].run_id}.log").write_text("loading data set synthetic\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main([str(path), "--status"])
+    out = capsys.readouterr().out
+    total = next(line for line in out.splitlines() if line.startswith("all runs")).split()[2:]
+    assert [int(n) for n in total] == [1, 1, 1, 1, 1, 1, len(runs) - 6]
+    assert f"{runs[3].run_id} {runs[3].name}: started (resumes at epoch 2 of {runs[3].config.train.epochs})" in out
+    assert f"{runs[4].run_id} {runs[4].name}: failed (" in out and "CUDA is not available" in out
+    assert f"{runs[2].run_id} {runs[2].name}: corrupt" in out
