@@ -81,3 +81,32 @@ def test_the_license_file_is_the_one_pyproject_names():
     assert project["license"]["text"] == "Apache-2.0"
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+ENVS = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
+
+
+def _pip_list(path: Path) -> list[str]:
+    env = yaml.safe_load(path.read_text())
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+
+def test_every_rule_names_an_environment_that_exists_and_needs_no_install_of_the_project():
+    named = set()
+    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+        lines = rules.read_text().splitlines()
+        named |= {lines[i + 1].strip().strip('"') for i, line in enumerate(lines) if line.strip() == "conda:"}
+    assert named == {"../envs/train.yaml", "../envs/analysis.yaml"}
+    for env in ENVS:
+        assert not any(spec.startswith("-e") for spec in _pip_list(env)), env  # --sdm conda cannot install it
+    assert not any("torch" in spec for spec in _pip_list(ROOT / "workflow" / "envs" / "analysis.yaml"))
+
+
+@pytest.mark.parametrize("env", ENVS, ids=[e.stem for e in ENVS])
+def test_rule_environments_keep_pyproject_floors_and_pip_resolves_them(env):
+    project = _normalised(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    for name, spec in _normalised(_pip_list(env)).items():
+        assert project.get(name) == spec, f"{env.name}: {name}{spec} differs from pyproject.toml"
+    resolve = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                              *_pip_list(env)], capture_output=True, text=True, timeout=600)
+    assert resolve.returncode == 0, resolve.stderr[-2000:]

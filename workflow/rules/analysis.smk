@@ -46,7 +46,7 @@ rule collect:
         f"{RESULTS}/logs/collect.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/analysis.yaml"
     params:
         runs_dir=lambda w, input: Path(input.runs).parent / "runs",
         finished=finished_results(),  # partial mode: rerun when more runs have finished
@@ -78,7 +78,7 @@ rule tables:
         f"{RESULTS}/logs/tables.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/analysis.yaml"
     params:
         out=lambda w, output: Path(output[0]).parent,
     shell:
@@ -106,7 +106,7 @@ rule figures:
         f"{RESULTS}/logs/figures.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/analysis.yaml"
     params:
         out=lambda w, output: Path(output[0]).parent,
     shell:

@@ -8,6 +8,9 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
+# ... and for every rule's commands too, so that the rules' environments (workflow/envs/)
+# need no install of the project (which `--sdm conda` cannot do from its copy of the file)
+shell.prefix(f'export PYTHONPATH="{workflow.basedir}:$PYTHONPATH"; ')
 from hybrid.workflow_config import check_config, check_config_files  # noqa: E402
 
 # Every value checked before any job (hybrid/workflow_config.py): the files read strictly

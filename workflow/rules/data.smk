@@ -9,7 +9,7 @@ rule data:
         f"{RESULTS}/logs/data/{{data}}.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     params:
         dataset=lambda w: DATASETS[w.data],
     shell:

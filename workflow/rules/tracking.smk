@@ -10,7 +10,7 @@ rule tracking_store:
         f"{RESULTS}/logs/tracking_store.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     params:
         stores=TRACKING_STORES,  # rerun when a store or an experiment is added
         command=_tracking_command("init"),
@@ -28,7 +28,7 @@ rule tracking_sync:
         f"{RESULTS}/logs/tracking_sync.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     params:
         command=_tracking_command("sync"),
     shell:

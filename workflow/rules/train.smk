@@ -31,7 +31,7 @@ rule train:
     group:
         "train"
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     threads: RESOURCES.get("cpus", 1)
     resources:
         runtime=RESOURCES.get("runtime_min", 60),
