@@ -42,7 +42,7 @@ class TrainConfig:
     batch_size: Int = describe("training batch size", default=128, ge=1)
     lr: Float = describe("peak learning rate (lr_schedule step)", default=0.1, gt=0)
     momentum: Float = describe("SGD momentum", default=0.9, ge=0, lt=1)
-    nesterov: Bool = False
+    nesterov: Bool = describe("Nesterov momentum", default=False)
     # PyTorch weight decay (a gradient term wd * w); applied to `decay_on`:
     # "all" (every parameter but the strides) or "weights" (conv and dense kernels and the
     # dense bias, as the official code's Keras regularisers).
@@ -52,7 +52,9 @@ class TrainConfig:
         default="all")
     # "step": lr * gamma^k after each milestone (fractions of the epochs);
     # "piecewise": lr_values[i] between the step boundaries lr_boundaries (lr unused).
-    lr_schedule: Literal["step", "piecewise"] = "step"
+    lr_schedule: Literal["step", "piecewise"] = describe(
+        "step: lr * lr_gamma at each milestone; piecewise: lr_values between lr_boundaries (steps)",
+        default="step")
     milestones: tuple[Annotated[Float, Field(gt=0, lt=1)], ...] = describe(
         "step schedule: lr *= lr_gamma at these fractions of the epochs", default=(0.25, 0.5, 0.75))
     lr_gamma: Float = describe("step schedule's factor", default=0.1, gt=0)
@@ -67,10 +69,12 @@ class TrainConfig:
     mixup_alpha: Float = describe("Beta(alpha, alpha) mixup of consecutive pairs; 0: none",
                                   default=0.0, ge=0)
     crop_padding: Int = describe("random-crop padding in pixels; 0: no crop", default=4, ge=0)
-    flip: Bool = True
+    flip: Bool = describe("random horizontal flips", default=True)
     # "dataset": the training set's channel mean and std; "cifar-fixed": the official HEAD's
     # constants (mean 0.4914/0.4822/0.4465, std 0.2023/0.1994/0.2010); "unit": pixels / 255.
-    normalization: Literal[NORMALIZATIONS] = "dataset"
+    normalization: Literal[NORMALIZATIONS] = describe(
+        "dataset: the training set's channel statistics; cifar-fixed: the official HEAD's "
+        "constants; unit: pixels / 255", default="dataset")
     # The stride parameters: their own lr multiplier and weight decay (none by default).
     stride_lr_mult: Float = describe("lr multiplier of the DiffStride strides", default=1.0, ge=0)
     stride_weight_decay: Float = describe("weight decay of the strides", default=0.0, ge=0)
@@ -78,9 +82,10 @@ class TrainConfig:
         "auto | cpu | cuda | cuda:N", default="auto")
     amp: Bool = describe("bf16 autocast on CUDA (the FFT layers stay float32); ignored on CPU",
                          default=True)
-    channels_last: Bool = False
-    cudnn_benchmark: Bool = True
-    deterministic: Bool = False
+    channels_last: Bool = describe("channels_last memory format on CUDA", default=False)
+    cudnn_benchmark: Bool = describe("let cuDNN pick its fastest kernels (off when deterministic)",
+                                     default=True)
+    deterministic: Bool = describe("deterministic kernels (slower)", default=False)
     threads: Int = describe("CPU threads; 0 keeps torch's default", default=0, ge=0)
     eval_batch_size: Int = describe("evaluation batch size", default=1000, ge=1)
     save_weights: Bool = describe("also write the final weights (weights.pt, a state_dict) and "
@@ -174,7 +179,7 @@ class TrackingConfig:
     uri: Str | None = describe("MLflow tracking URI; else MLFLOW_TRACKING_URI, else SQLite under "
                                "the results dir", default=None)
     experiment: Str = describe("MLflow experiment", default="hybrid-pooling", min_length=1)
-    enabled: Bool = True
+    enabled: Bool = describe("log the run to MLflow", default=True)
 
 
 @dataclass(frozen=True)
