@@ -190,6 +190,9 @@ def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     family = stats.compare_family(rows, method=method, alpha=settings.alpha)
     family["paper_in_pi"] = _inside(family["claimed_delta"], family["pair_pi_low"],
                                     family["pair_pi_high"])
+    for arm in ("treatment", "control"):
+        family[f"paper_{arm}_in_pi"] = _inside(family[f"paper_{arm}"], family[f"{arm}_pi_low"],
+                                               family[f"{arm}_pi_high"])
     leading = {new.replace("_holm", f"_{method}"): old for new, old in _LEADING.items()}
     table = family.rename(columns={old: new for new, old in leading.items()} | CLAIM_RENAMES
                           | LABELS)
@@ -246,21 +249,12 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
         rows.append({
             "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
             **result, "paper_treatment": paper_t, "paper_control": paper_c,
-            "paper_treatment_in_pi": _inside_one(paper_t, result, "treatment"),
-            "paper_control_in_pi": _inside_one(paper_c, result, "control"),
             "reference_control": reference_control,
             "reference_treatment": refs.get(treatment.get(VARIANT), np.nan),
             "treatment_minus_reference": result["mean_treatment"] - reference_control,
             "treatment": _describe(treatment), "control": _describe(control),
             "note": "; ".join(notes)})
     return rows
-
-
-def _inside_one(value: float, result: Mapping, arm: str) -> bool | None:
-    low, high = result[f"{arm}_pi_low"], result[f"{arm}_pi_high"]
-    if not all(np.isfinite(x) for x in (value, low, high)):
-        return None
-    return bool(low <= value <= high)
 
 
 def _result_notes(result: Mapping, alpha: float) -> list[str]:

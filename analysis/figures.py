@@ -36,9 +36,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
-from scipy import stats as scipy_stats  # noqa: E402
 
-from analysis import stats  # noqa: E402
+from analysis import inference, stats  # noqa: E402
 from analysis.collect import (  # noqa: E402
     DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table, study_rows, user_errors,
     variant_studies)
@@ -111,10 +110,9 @@ def palette(variants: Sequence[str]) -> dict[str, tuple]:
 def t_band(values: pd.Series) -> pd.Series:
     """Mean and t 95% interval of the mean (NaN bounds below 2 values); for curves and bands."""
     x = values.dropna().to_numpy(dtype=float)
-    mean = x.mean() if x.size else np.nan
-    half = (scipy_stats.t.ppf(0.5 + stats.CONFIDENCE / 2, x.size - 1) * x.std(ddof=1)
-            / np.sqrt(x.size)) if x.size > 1 else np.nan
-    return pd.Series({"mean": mean, "low": mean - half, "high": mean + half, "n": x.size})
+    low, high = inference.mean_interval(x)
+    return pd.Series({"mean": x.mean() if x.size else np.nan, "low": float(low), "high": float(high),
+                      "n": x.size})
 
 
 def _legend(fig, ncol: int = 3) -> None:

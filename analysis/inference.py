@@ -56,16 +56,21 @@ def tost_p(a: np.ndarray, b: np.ndarray, margin: float) -> np.ndarray:
     return np.maximum(above, below)
 
 
-def mean_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Student t interval of the mean along the last axis (NaN below 2 values)."""
+def _t_interval(x: np.ndarray, confidence: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """mean +- t(n-1) * sd * `spread` along the last axis (NaN below 2 values)."""
     x = np.asarray(x, dtype=float)
     n = x.shape[-1]
     if n < 2:
         nan = np.full(x.shape[:-1], np.nan)
         return nan, nan
-    half = stats.t.ppf(_tail(confidence), n - 1) * x.std(axis=-1, ddof=1) / math.sqrt(n)
+    half = stats.t.ppf(_tail(confidence), n - 1) * x.std(axis=-1, ddof=1) * spread
     centre = x.mean(axis=-1)
     return centre - half, centre + half
+
+
+def mean_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Student t interval of the mean along the last axis: spread 1/sqrt(n)."""
+    return _t_interval(x, confidence, 1 / math.sqrt(max(np.shape(x)[-1], 1)))
 
 
 def delta_interval(a: np.ndarray, b: np.ndarray,
@@ -84,15 +89,8 @@ def _satterthwaite(parts: list[tuple[np.ndarray, int]]) -> np.ndarray:
 
 def prediction_interval(x: np.ndarray,
                         confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
-    """Where one new run of this arm falls: mean +- t(n-1) * sd * sqrt(1 + 1/n)."""
-    x = np.asarray(x, dtype=float)
-    n = x.shape[-1]
-    if n < 2:
-        nan = np.full(x.shape[:-1], np.nan)
-        return nan, nan
-    half = stats.t.ppf(_tail(confidence), n - 1) * x.std(axis=-1, ddof=1) * math.sqrt(1 + 1 / n)
-    centre = x.mean(axis=-1)
-    return centre - half, centre + half
+    """Where one new run of this arm falls: spread sqrt(1 + 1/n)."""
+    return _t_interval(x, confidence, math.sqrt(1 + 1 / max(np.shape(x)[-1], 1)))
 
 
 def pair_prediction_interval(a: np.ndarray, b: np.ndarray,
@@ -182,11 +180,6 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, shift: float = 0.0,
                                     mean_difference, permutation_type="independent",
                                     n_resamples=np.inf, vectorized=True, alternative=alternative)
     return float(result.pvalue)
-
-
-def min_p_permutation(n_a: int, n_b: int) -> float:
-    """The smallest two-sided exact permutation p of a mean difference (two extreme splits)."""
-    return min_p_mannwhitney(n_a, n_b)
 
 
 def iqm(x: np.ndarray) -> np.ndarray:

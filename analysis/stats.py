@@ -365,11 +365,13 @@ def compare_family(comparisons: pd.DataFrame | Sequence[Mapping[str, object]], *
                               alpha)
     table["verdict"], table["verdict_test"] = verdict_, test
     table["p_verdict"] = [row[ADJUSTED[t]] for t, row in zip(test, table.to_dict("records"))]
-    family = int(np.isfinite(table["p0"].astype(float)).sum())
+    family = max(int(np.isfinite(table["p0"].astype(float)).sum()), 1)
     for i, row in table.iterrows():
+        if row["family"] == family:  # compare() already sized them for this family
+            continue
         figures = power_figures(row["n_treatment"], row["n_control"], row["pooled_sd"],
                                 alpha=alpha, claimed_delta=row["claimed_delta"],
-                                family=max(family, 1), rng=rng)
+                                family=family, rng=rng)
         for key, value in figures.items():
             table.at[i, key] = value
     return table

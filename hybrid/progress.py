@@ -48,15 +48,17 @@ def run_state(run, results_dir: Path) -> tuple[str, str]:
 
 
 def study_progress(runs, results_dir: Path) -> tuple[dict[str, Counter], list[tuple]]:
-    """({study: Counter of states}, [(run, state, detail) for every run not completed])."""
+    """({study, and "all runs": Counter of states}, [(run, state, detail) for every run not
+    completed]), each run's files read once."""
     counts: dict[str, Counter] = {}
     pending = []
     for run in runs:
         state, detail = run_state(run, results_dir)
-        for study in run.studies:
+        for study in [*run.studies, "all runs"]:
             counts.setdefault(study, Counter())[state] += 1
         if state != "completed":
             pending.append((run, state, detail))
+    counts["all runs"] = counts.pop("all runs", Counter())  # the total last
     return counts, pending
 
 
@@ -65,7 +67,5 @@ def print_progress(runs, results_dir: Path) -> None:
     print(f"{'study':<20}" + "".join(f"{s:>11}" for s in STATES))
     for study, counter in counts.items():
         print(f"{study:<20}" + "".join(f"{counter.get(s, 0):>11}" for s in STATES))
-    total = Counter(run_state(run, results_dir)[0] for run in runs)
-    print(f"{'all runs':<20}" + "".join(f"{total.get(s, 0):>11}" for s in STATES))
     for run, state, detail in pending:
         print(f"{run.run_id} {run.name}: {state}" + (f" ({detail})" if detail else ""))

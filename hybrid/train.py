@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
 import math
@@ -446,6 +447,7 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.cache  # asked at the start (MLflow tags) and the end (result.json) of a run
 def git_commit() -> str:
     if os.environ.get("HYBRID_GIT_COMMIT"):
         return os.environ["HYBRID_GIT_COMMIT"]
