@@ -22,10 +22,12 @@ rule workflow_config:
     log:
         f"{RESULTS}/logs/workflow_config.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"  # printf alone; the lightest of the project's environments
     params:
-        config=config,  # rerun when the config changes
-    run:
-        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+        text=yaml.safe_dump(config, sort_keys=False),  # rerun when the config changes
+    shell:
+        "printf '%s' {params.text:q} > {output}"
 
 
 rule collect:

@@ -9,10 +9,14 @@ rule run_config:
     log:
         f"{RESULTS}/logs/run_config/{{run}}.log",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"  # printf alone; the lightest of the project's environments
     params:
-        config=lambda w: RUNS[w.run].config.to_dict(),
-    run:
-        Path(output[0]).write_text(yaml.safe_dump(params.config, sort_keys=False))
+        text=lambda w: yaml.safe_dump(RUNS[w.run].config.to_dict(), sort_keys=False),
+    # A shell job, not a `run:` block: Snakemake runs each `run:` job in a fresh Python
+    # process that parses the whole workflow again (seconds each), and a study has hundreds.
+    shell:
+        "printf '%s' {params.text:q} > {output}"
 
 
 rule train:
