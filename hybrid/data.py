@@ -50,10 +50,10 @@ VAL_SPLIT_SEED = 20240117
 # The synthetic classes: five shapes, each with a low-frequency texture (period 7-16 px)
 # or a high-frequency one (period 2.1-3 px, near the Nyquist limit of 2 px). A stride-2
 # layer that aliases folds the high band onto lower frequencies.
-SYNTHETIC_SHAPES = ("disc", "square", "ring", "hbar", "vbar")
+SYNTHETIC_SHAPES = ("disc", "cross", "ring", "hbar", "vbar")
 SYNTHETIC_BANDS = {"low": (0.06, 0.14), "high": (0.33, 0.47)}  # cycles per pixel
 SYNTHETIC_CLASSES = tuple(f"{s}/{b}" for s in SYNTHETIC_SHAPES for b in SYNTHETIC_BANDS)
-SYNTHETIC_VERSION = 1  # bump when the generator changes: the cache key includes it
+SYNTHETIC_VERSION = 2  # bump when the generator changes: the cache key includes it
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -249,9 +249,12 @@ def generate_synthetic(n_train: int, n_test: int, seed: int) -> tuple[torch.Tens
 def synthetic_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` images (uint8 (n, 3, size, size)) with balanced labels (int64 (n,)).
 
-    Each image: a noisy background with a colour gradient, and one shape of random
-    position, scale and rotation, filled with a sinusoidal grating of random orientation,
-    phase and colours. Shape edges are anti-aliased; the grating is sampled as is.
+    Each image: a noisy background with a colour gradient, and one shape (disc, cross,
+    ring, near-horizontal or near-vertical bar) of random position, scale and rotation,
+    filled with a sinusoidal grating of random orientation, phase and colours around a
+    mean colour that stands apart from the background's. Shape edges are anti-aliased;
+    the grating is sampled as is. (Version 1 had a square, easily taken for the disc, and
+    shapes whose colour could match the background: a narrow net learnt them slowly.)
     """
     labels = rng.permutation(np.arange(n) % len(SYNTHETIC_CLASSES))
     shape, band = labels // len(SYNTHETIC_BANDS), labels % len(SYNTHETIC_BANDS)
@@ -273,7 +276,8 @@ def synthetic_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[
     distance = np.select(  # a signed distance to the shape's edge, in pixels
         [shape.reshape(col) == k for k in range(5)],
         [r - radius,
-         np.maximum(abs(u), abs(v)) - 0.8 * radius,
+         np.minimum(np.maximum(abs(u) - radius, abs(v) - 0.3 * radius),
+                    np.maximum(abs(v) - radius, abs(u) - 0.3 * radius)),
          abs(r - radius + width / 2) - width / 2,
          np.maximum(abs(u) - radius, abs(v) - 0.35 * radius),
          np.maximum(abs(v) - radius, abs(u) - 0.35 * radius)],
@@ -286,11 +290,15 @@ def synthetic_images(n: int, rng: np.random.Generator, size: int = 32) -> tuple[
     theta, phase = draw(0, np.pi).reshape(col), draw(0, 2 * np.pi).reshape(col)
     wave = np.sin(2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta)) + phase)[:, None]
     amplitude = draw(0.5, 1.0, 3) * rng.choice([-1, 1], size=(n, 3, 1, 1)) * draw(0.2, 0.35).reshape(n, 1, 1, 1)
-    texture = draw(0.35, 0.65, 3) + amplitude * wave
+    base = draw(0.15, 0.85, 3)  # the background's colour
+    # The shape's mean colour stands 0.25-0.4 apart from the background's, towards the
+    # farther end of the range, so that its outline shows whatever its texture.
+    away = np.where(base.mean(1, keepdims=True) < 0.5, 1.0, -1.0)
+    texture = base + away * draw(0.25, 0.4).reshape(n, 1, 1, 1) + draw(-0.05, 0.05, 3) + amplitude * wave
 
     gradient = draw(-0.15, 0.15, 3) * ((x - size / 2) / size) + draw(-0.15, 0.15, 3) * ((y - size / 2) / size)
     noise = rng.standard_normal((n, 3, size, size), dtype=np.float32) * draw(0.02, 0.08).reshape(n, 1, 1, 1)
-    background = draw(0.15, 0.85, 3) + gradient + noise
+    background = base + gradient + noise
     image = background + coverage * (texture - background)
     pixels = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
     return torch.from_numpy(pixels), torch.from_numpy(labels.astype(np.int64))

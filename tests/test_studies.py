@@ -16,11 +16,19 @@ PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 def test_demo_runs_are_unique_and_shared_between_studies():
     runs = resolve_runs(DEMO)
     ids = [r.run_id for r in runs]
-    assert len(ids) == len(set(ids)) == 39
-    # DiffStride at the default settings belongs to four studies and trains once per seed
-    # (the sweeps run seeds 0 and 1, the pooling study 0, 1 and 2).
-    shared = [r for r in runs if r.variant == "diffstride" and len(r.studies) == 4]
-    assert len(shared) == 2 and set(shared[0].studies) == {"pooling", "placement", "smoothness", "init_stride"}
+    assert len(ids) == len(set(ids)) == 21
+    # DiffStride and the hybrid at the default settings belong to the pooling and placement
+    # studies and train once per seed (placement runs seeds 0 and 1, pooling 0, 1 and 2);
+    # DiffStride at layer 4 and smoothness 4 belongs to the placement and smoothness studies.
+    by_studies = lambda variant, at: sorted(  # noqa: E731
+        tuple(r.studies) for r in runs if r.variant == variant and r.config.model.downsample_at == at
+        and r.config.train.recipe == "hybrid-paper")
+    every = ("stem", "layer2", "layer3", "layer4")
+    for variant in ("diffstride", "hybrid"):
+        assert by_studies(variant, every) == [("pooling",)] + [("pooling", "placement")] * 2
+    assert by_studies("diffstride", ("layer4",)) == (
+        [("placement",)] * 2  # the spectral head
+        + [("placement", "smoothness")] * 2 + [("smoothness",)] * 2)  # smoothness 4, then 2
 
 
 def test_paper_config_covers_the_issue_grid():
@@ -46,9 +54,9 @@ def test_an_unrelated_edit_keeps_every_existing_run_id():
     edited["studies"]["lr"] = {"fixed": {"variant": "strided"}, "vary": {"train.lr": [0.01, 0.05]}}
     after = {r.run_id for r in resolve_runs(edited)}
     assert before < after
-    # 4 new smoothness runs (2 variants, 2 seeds); of the lr study, lr 0.05 is the base's and
+    # 2 new smoothness runs (1 variant, 2 seeds); of the lr study, lr 0.05 is the base's and
     # already runs (the pooling study's strided runs).
-    assert len(after - before) == 4 + 3
+    assert len(after - before) == 2 + 3
 
 
 def test_numbers_spelled_differently_are_the_same_run():
@@ -114,17 +122,17 @@ def test_cost_estimate_counts_what_the_loop_trains(capsys, tmp_path):
     strided = next(r for r in runs if r.variant == "strided" and r.studies == ["pooling", "init_stride"])
     cost = run_cost(strided.config)
     t = strided.config.train
-    assert cost.images == t.epochs * 16 * 32  # 512 images, batch 32
+    assert cost.images == t.epochs * 32 * 32  # 1024 images, batch 32
     forward = resnet(strided.config.model).cost()["flops"]
-    assert cost.train_flops == pytest.approx(forward * (3 * cost.images + t.epochs * 256))
+    assert cost.train_flops == pytest.approx(forward * (3 * cost.images + t.epochs * 512))
     # GPU-hours from the measured throughput of the run's family: no DiffStride here
     assert cost.images_per_s == MEASURED_IMAGES_PER_S["resnet18"]["fixed"]
-    assert cost.gpu_hours == pytest.approx((cost.images + t.epochs * 256 / 3) / cost.images_per_s / 3600)
+    assert cost.gpu_hours == pytest.approx((cost.images + t.epochs * 512 / 3) / cost.images_per_s / 3600)
     hybrid = next(r for r in runs if r.variant == "hybrid")
     assert run_cost(hybrid.config).images_per_s == MEASURED_IMAGES_PER_S["resnet18"]["diffstride"]
     rows = {r["study"]: r for r in study_costs(runs)}
     assert rows["total (each run once)"]["runs"] == len(runs)
-    assert rows["pooling"]["runs"] == 21
+    assert rows["pooling"]["runs"] == 9
     main([str(ROOT / "config" / "demo.yaml"), "--cost"])
     out = capsys.readouterr().out
     assert "measured on one NVIDIA H100" in out and "resnet18 fixed 9800, diffstride 3470" in out
@@ -230,7 +238,7 @@ def test_status_reads_where_each_run_stands_from_its_files(tmp_path, capsys):
     (logs / f"{runs[4].run_id}.log").write_text("loading\nerror: train.device is 'cuda' but CUDA is not available\n")
     (logs / f"{runs[5].run_id}.log").write_text("loading data set synthetic\n")
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # a shared run is named by its first study
     main([str(path), "--status"])
     out = capsys.readouterr().out
     total = next(line for line in out.splitlines() if line.startswith("all runs")).split()[2:]
