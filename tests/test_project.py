@@ -78,7 +78,7 @@ def test_every_command_meets_a_user_error_with_one_line_and_exit_2(tmp_path, mod
 
 def test_the_license_file_is_the_one_pyproject_names():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["license"]["text"] == "Apache-2.0"
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
 

@@ -22,8 +22,9 @@ rule workflow_config:
     log:
         f"{RESULTS}/logs/workflow_config.log",
     localrule: True
+    # printf alone: the lightest of the project's environments
     conda:
-        "../envs/analysis.yaml"  # printf alone; the lightest of the project's environments
+        "../envs/analysis.yaml"
     params:
         text=yaml.safe_dump(config, sort_keys=False),  # rerun when the config changes
     shell:

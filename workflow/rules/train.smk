@@ -9,8 +9,9 @@ rule run_config:
     log:
         f"{RESULTS}/logs/run_config/{{run}}.log",
     localrule: True
+    # printf alone: the lightest of the project's environments
     conda:
-        "../envs/analysis.yaml"  # printf alone; the lightest of the project's environments
+        "../envs/analysis.yaml"
     params:
         text=lambda w: yaml.safe_dump(RUNS[w.run].config.to_dict(), sort_keys=False),
     # A shell job, not a `run:` block: Snakemake runs each `run:` job in a fresh Python
