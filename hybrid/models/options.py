@@ -54,6 +54,10 @@ ARCHS: dict[str, Arch] = {
     "resnet56": Arch((16, 16, 32, 64), (1.0, 1.0, 2.0, 2.0), 9),
 }
 BLOCKS = ("preact", "postact")
+# cifar: the official 3x3 stem; imagenet: torchvision's 7x7 stride-2 convolution and 3x3
+# stride-2 max pool (or their equivalent: see `models.resnet`), a fixed reduction of 4.
+STEMS = ("cifar", "imagenet")
+IMAGENET_STEM_STRIDE = 4.0
 HEAD_POOLS = ("none", "spectral", "scale")
 HEAD_POOL_AT = ("before_norm", "after_norm")
 Kind = Literal[tuple(DOWNSAMPLE_KINDS)]
@@ -75,12 +79,19 @@ class ModelConfig:
     strided convolution); `site_kinds` sets single sites outright, e.g. {layer4: spectral}
     with `downsample: diffstride` for DiffStride everywhere but a spectral layer4.
     `width`, `init_stride` and `downsample_at` left out (null) take the architecture's own.
+    `stem: imagenet` swaps the official 3x3 stem for torchvision's ResNet stem, whose
+    reduction is fixed at 4 (`init_stride`'s stem entry stays 1; see `models.resnet`).
     """
 
     arch: Literal[tuple(ARCHS)] = describe("the official generic ResNet's architecture",
                                            default="resnet18")
     block: Literal[BLOCKS] = describe("preact: the official HEAD's block; postact: the first "
                                       "release's", default="preact")
+    stem: Literal[STEMS] = describe(
+        "cifar: the official 3x3 convolution, striding by init_stride's stem entry; imagenet: "
+        "torchvision's 7x7 stride-2 convolution and 3x3 stride-2 max pool (a stem site of another kind: "
+        "the 7x7 at stride 1 and one layer of that kind at stride 4), a fixed reduction of 4, so "
+        "init_stride's stem entry must be 1", default="cifar")
     num_classes: Int = describe("classes (filled from dataset.name in run configs)", default=10, ge=1)
     in_channels: Int = describe("input channels", default=3, ge=1)
     width: Int | None = describe("stem filters (the others scale with it); null: the arch's",
@@ -128,6 +139,12 @@ class ModelConfig:
                 f"each a number or a [vertical, horizontal] pair; got {list(strides)!r}"
             )
         put("init_stride", tuple(_stride(s) for s in strides))
+        if self.stem == "imagenet" and self.init_stride[0] != 1.0:
+            raise ValueError(
+                f"model.init_stride: model.stem imagenet reduces by a fixed {IMAGENET_STEM_STRIDE:g} (a stride-2 "
+                f"convolution and a stride-2 max pool), so its stem entry must be 1, got {self.init_stride[0]}; "
+                "set model.stem: cifar to choose the stem's stride"
+            )
         for i, stage in enumerate(arch.stages):
             if stage not in arch.sites and self.init_stride[i] != 1.0:
                 raise ValueError(

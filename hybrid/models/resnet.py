@@ -2,11 +2,26 @@
 either release's residual layer, any downsampling kind at any site, and the hybrid
 paper's head.
 
-    stem:   conv3x3 -> the stem's downsampling layer [-> BN -> ReLU: postact]
+    stem:   conv3x3 -> the stem's downsampling layer [-> BN -> ReLU: postact]   (stem: cifar)
     stages: per stage, a projecting layer that downsamples (unless the stage is identity
             only), then identity layers (`blocks.PreActBlock` or `blocks.PostActBlock`)
     head:   [head pool: before_norm] [BN -> ReLU: preact] [head pool: after_norm]
             -> global average pooling -> dense
+
+`stem: imagenet` is torchvision's ResNet stem (torchvision/models/resnet.py: a 7x7
+convolution of stride 2 and padding 3, BN -> ReLU, a 3x3 max pool of stride 2 and padding
+1), with the block's stem norm rule (the pre-activation net has no BN -> ReLU there):
+
+    strided stem site:  conv7x7 stride 2 [-> BN -> ReLU: postact] -> maxpool3x3 stride 2
+    any other kind:     conv7x7 stride 1 -> one layer of that kind at stride 4 [-> BN -> ReLU]
+
+The second line follows the DiffStride paper's recipe (a strided layer becomes a stride-1
+convolution and a pooling layer of the same stride), with one layer doing both factors of
+2; the official code (google-research/diffstride b3ef50f) builds only the 3x3 stem, so
+this is not official code. Its reduction is fixed at 4: `init_stride`'s stem entry must be
+1 (DiffStride starts there at 4 and learns). Both 7x7 convolutions pad 3 on every side,
+as torchvision does (not TensorFlow's 'same', which pads 2 before and 3 after an even map
+at stride 2): n pixels give ceil(n / 2), then ceil(n / 4) after the max pool.
 
 Keras' initialisers: `he_normal` for convolution and dense kernels, zero biases, batch
 norm at gamma 1, beta 0 (momentum 0.9 and epsilon 1e-5 in Keras' terms are PyTorch's
@@ -26,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hybrid.layers import DiffStride2d, SpectralPool2d, build_downsample
 from hybrid.models.blocks import BLOCKS, Conv2dSame, ScaleHead
-from hybrid.models.options import VARIANTS, ModelConfig
+from hybrid.models.options import IMAGENET_STEM_STRIDE, VARIANTS, ModelConfig
 
 
 def he_normal_(weight: torch.Tensor) -> None:
@@ -59,13 +74,22 @@ class ResNet(nn.Module):
             layer = build_downsample(kind, stride, **options)
             return _layer_or_none(layer), getattr(layer, "conv_stride", 1)
 
-        stem_pool, stem_stride = downsample("stem", config.init_stride[0])
-        if block.stem_same_padding:
-            self.stem_conv = Conv2dSame(config.in_channels, filters[0], 3, stem_stride)
-        else:  # the first release pads by one on every side, then a 'valid' convolution
-            self.stem_conv = nn.Conv2d(config.in_channels, filters[0], 3, stride=stem_stride, padding=1, bias=False)
+        cin, stem_max_pool = config.in_channels, None
+        if config.stem == "cifar":
+            stem_pool, stem_stride = downsample("stem", config.init_stride[0])
+            if block.stem_same_padding:
+                self.stem_conv = Conv2dSame(cin, filters[0], 3, stem_stride)
+            else:  # the first release pads by one on every side, then a 'valid' convolution
+                self.stem_conv = nn.Conv2d(cin, filters[0], 3, stride=stem_stride, padding=1, bias=False)
+        elif config.site_kind("stem") == "strided":  # torchvision's stem
+            stem_pool, stem_max_pool = None, nn.MaxPool2d(3, stride=2, padding=1)
+            self.stem_conv = nn.Conv2d(cin, filters[0], 7, stride=2, padding=3, bias=False)
+        else:  # its equivalent: the convolution at stride 1, one layer doing the whole reduction
+            stem_pool, _ = downsample("stem", IMAGENET_STEM_STRIDE)
+            self.stem_conv = nn.Conv2d(cin, filters[0], 7, stride=1, padding=3, bias=False)
         self.stem_pool = stem_pool
         self.stem_bn = nn.BatchNorm2d(filters[0]) if block.stem_norm else None
+        self.stem_max_pool = stem_max_pool
 
         self.stage_names = arch.stages[1:]
         for i, name in enumerate(self.stage_names):
@@ -92,13 +116,20 @@ class ResNet(nn.Module):
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The map global average pooling averages."""
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The map the first stage sees."""
         x = self.stem_conv(x)
         if self.stem_pool is not None:
             x = self.stem_pool(x)
         if self.stem_bn is not None:
             x = torch.relu(self.stem_bn(x))
+        if self.stem_max_pool is not None:
+            x = self.stem_max_pool(x)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The map global average pooling averages."""
+        x = self.stem(x)
         for stage in self.stages():
             x = stage(x)
         at = self.config.head_pool_at
