@@ -68,7 +68,15 @@ class TrainConfig:
     # mixed examples. 0 disables it.
     mixup_alpha: Float = describe("Beta(alpha, alpha) mixup of consecutive pairs; 0: none",
                                   default=0.0, ge=0)
+    # "pad-crop": CIFAR's random crop after zero padding (crop_padding); "random-resized-crop":
+    # torchvision's RandomResizedCrop to dataset.crop_size (area fraction in
+    # [rrc_min_scale, 1], aspect ratio in [3/4, 4/3]), for the larger packed data sets.
+    augmentation: Literal["pad-crop", "random-resized-crop"] = describe(
+        "pad-crop: random crop after crop_padding pixels of zeros; random-resized-crop: "
+        "torchvision's RandomResizedCrop to dataset.crop_size", default="pad-crop")
     crop_padding: Int = describe("random-crop padding in pixels; 0: no crop", default=4, ge=0)
+    rrc_min_scale: Float = describe("random-resized-crop: the smallest area fraction (torchvision: 0.08)",
+                                    default=0.08, gt=0, le=1)
     flip: Bool = describe("random horizontal flips", default=True)
     # "dataset": the training set's channel mean and std; "cifar-fixed": the official HEAD's
     # constants (mean 0.4914/0.4822/0.4465, std 0.2023/0.1994/0.2010); "unit": pixels / 255.
@@ -193,19 +201,28 @@ class RunConfig:
 
     # Keys that say where or how to run, not what: left out of the run id.
     NOT_IN_ID: typing.ClassVar[tuple[str, ...]] = ("dataset.root", "tracking", "name", "train.threads",
-                                                   "train.save_weights")
+                                                   "train.save_weights", "dataset.device_budget_gb")
+
+    # Keys added after the id scheme was fixed (7191e28), hashed only when they differ from
+    # their default: a run that does not use them keeps the id, and the results, it had.
+    # Append every new key that changes what trains here.
+    IN_ID_UNLESS_DEFAULT: typing.ClassVar[tuple[str, ...]] = (
+        "model.stem", "dataset.image_size", "dataset.crop_size", "dataset.imagenette_size",
+        "train.augmentation", "train.rrc_min_scale")
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))
 
     def run_id(self) -> str:
         identity = self.to_dict()
-        for dotted in self.NOT_IN_ID:
+        defaults = RunConfig().to_dict()
+        for dotted in (*self.NOT_IN_ID, *self.IN_ID_UNLESS_DEFAULT):
             *parents, leaf = dotted.split(".")
-            node = identity
+            node, default = identity, defaults
             for p in parents:
-                node = node[p]
-            node.pop(leaf, None)
+                node, default = node[p], default[p]
+            if dotted in self.NOT_IN_ID or node.get(leaf) == default.get(leaf):
+                node.pop(leaf, None)
         canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -254,6 +271,9 @@ def parse_run_config(data: dict) -> RunConfig:
         defaults = None
         if cls is ModelConfig and isinstance(raw, dict):
             dataset = (data.get("dataset") or {}).get("name", DataConfig.name)
+            if dataset == "imagefolder" and "num_classes" not in raw:
+                raise ValueError("model.num_classes: dataset imagefolder needs it (the number of class "
+                                 "folders under train/; 1000 for ImageNet-1k)")
             defaults = {"num_classes": NUM_CLASSES.get(dataset, ModelConfig.num_classes), **recipe.model}
             for option, wanted in recipe.model.items():
                 if option in raw and raw[option] != wanted:
@@ -270,6 +290,12 @@ def parse_run_config(data: dict) -> RunConfig:
     if not isinstance(name, str):
         raise ValueError(f"name: expected a string, got {name!r}")
     train, n_train = built["train"], split_sizes(built["dataset"])[0]
+    dataset = built["dataset"]
+    if train.augmentation == "pad-crop" and dataset.input_size != dataset.packed_size:
+        raise ValueError(
+            f"train.augmentation: pad-crop keeps the image size, but dataset.crop_size "
+            f"{dataset.input_size} differs from the packed {dataset.packed_size} px; use "
+            "train.augmentation: random-resized-crop, or set dataset.crop_size to dataset.image_size")
     if train.mixup_alpha > 0 and n_train < 2 * train.batch_size:
         raise ValueError(
             f"train.mixup_alpha: mixup takes 2 x train.batch_size = {2 * train.batch_size} images a step, "

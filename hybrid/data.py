@@ -34,8 +34,17 @@ from hybrid import checksummed
 from hybrid.fields import Float, Int, Str, describe, section
 
 log = logging.getLogger("hybrid.data")
-DATASETS = ("cifar10", "cifar100", "synthetic")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10}
+DATASETS = ("cifar10", "cifar100", "synthetic", "tiny-imagenet", "imagenette", "imagefolder")
+# Packed once from image folders (`hybrid.packing`), then read as arrays; the others are
+# 32 px and held whole.
+PACKED = ("tiny-imagenet", "imagenette", "imagefolder")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10, "tiny-imagenet": 200, "imagenette": 10}
+# (packed side, network input side) by default: Tiny-ImageNet whole at 64 px; Imagenette's
+# 160 px variant cropped to 128 (fast.ai's Imagenette leaderboard, 128 px); an image
+# folder such as ImageNet at 256, cropped to 224 (torchvision's references: resize 256,
+# centre crop 224 in evaluation, random-resized crops of 224 in training).
+PACKED_SIZES = {"tiny-imagenet": (64, 64), "imagenette": (160, 128), "imagefolder": (256, 224)}
+IMAGENETTE_SIZES = ("full", "320px", "160px")
 # How `normalize` scales pixels (train.normalization): by the training set's channel
 # statistics, by the official DiffStride HEAD's fixed CIFAR constants
 # (google-research/diffstride b3ef50f examples/data.py `convert`), or to [0, 1] only (the
@@ -71,9 +80,44 @@ class DataConfig:
     synthetic_test: Int = describe("generated test images", default=1000, ge=1)
     synthetic_seed: Int = describe("the generated data set's own seed, not the run's",
                                    default=0, ge=0)
+    image_size: Int | None = describe(
+        "packed data sets: the packed image side (shorter side resized, centre crop); "
+        "default tiny-imagenet 64, imagenette 160, imagefolder 256", default=None, ge=8)
+    crop_size: Int | None = describe(
+        "packed data sets: the network's input side (training crops, the evaluation centre "
+        "crop); default tiny-imagenet 64, imagenette 128, imagefolder 224", default=None, ge=8)
+    imagenette_size: Literal[IMAGENETTE_SIZES] = describe(
+        "which of Imagenette's releases (torchvision's `size`)", default="160px")
+    device_budget_gb: Float | None = describe(
+        "packed data sets: held whole on the training device up to this size, else streamed "
+        "from the memory-mapped pack (0: always streamed); default: a quarter of the GPU's "
+        "memory (hybrid.feeding.choose_feeding)", default=None, ge=0)
+
+    def __post_init__(self):
+        if self.name not in PACKED:
+            for key in ("image_size", "crop_size", "device_budget_gb"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"dataset.{key}: only the packed data sets ({', '.join(PACKED)}) take it; "
+                                     f"{self.name} is held whole at 32 px")
+        elif self.input_size > self.packed_size:
+            raise ValueError(f"dataset.crop_size: {self.input_size} is larger than the packed images "
+                             f"(dataset.image_size {self.packed_size}); lower it or pack larger images")
+
+    @property
+    def packed_size(self) -> int:
+        """The side of the images as stored (32 for CIFAR and the generated set)."""
+        return self.image_size or PACKED_SIZES.get(self.name, (32, 32))[0]
+
+    @property
+    def input_size(self) -> int:
+        """The side of the images the network sees."""
+        return self.crop_size or PACKED_SIZES.get(self.name, (32, 32))[1]
 
 
-SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000),
+               "tiny-imagenet": (100_000, 10_000), "imagenette": (9_469, 3_925),
+               # an image folder's counts are its pack's; before packing, ImageNet-1k's
+               "imagefolder": (1_281_167, 50_000)}
 
 
 def split_sizes(config: DataConfig) -> tuple[int, int]:
@@ -85,15 +129,20 @@ def split_sizes(config: DataConfig) -> tuple[int, int]:
 
 @dataclass
 class Splits:
-    train_images: torch.Tensor  # uint8 (N, 3, 32, 32), on the device
-    train_labels: torch.Tensor  # int64 (N,)
-    eval_images: torch.Tensor  # the test split
-    eval_labels: torch.Tensor
+    # uint8 (N, 3, S, S) and int64 (N,): tensors on the device, or, for a streamed pack,
+    # the memory-mapped arrays (hybrid.feeding makes batches of either)
+    train_images: torch.Tensor | np.ndarray
+    train_labels: torch.Tensor | np.ndarray
+    eval_images: torch.Tensor | np.ndarray  # the test split
+    eval_labels: torch.Tensor | np.ndarray
     val_images: torch.Tensor | None  # carved out of train when val_fraction > 0
     val_labels: torch.Tensor | None
     num_classes: int
     mean: torch.Tensor  # float32 (3,), in [0, 1] units, of the training images
     std: torch.Tensor
+    feeding: str = "device"  # or "stream" (hybrid.feeding.choose_feeding)
+    feeding_reason: str = "held whole on the device"
+    input_size: int = 32  # the side the network sees (dataset.crop_size; the images' own for CIFAR)
 
 
 # --- loading --------------------------------------------------------------------------
@@ -104,6 +153,8 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
 
     Raises DataNotFoundError when CIFAR is missing or corrupted under `config.root`.
     """
+    if config.name in PACKED:
+        return load_packed_splits(config, device)
     if config.name == "synthetic":
         train_x, train_y, test_x, test_y = load_synthetic(config)
     else:
@@ -118,6 +169,68 @@ def load_splits(config: DataConfig, device: torch.device | str = "cpu") -> Split
     if val_x is not None:
         val_x, val_y = val_x.to(device), val_y.to(device)
     return Splits(train_x, train_y, test_x, test_y, val_x, val_y, NUM_CLASSES[config.name], mean, std)
+
+
+def packed_dir(config: DataConfig) -> Path:
+    """Where the pack of `config` lives: `root/packed/<name>[-<imagenette size>]-<side>`."""
+    variant = f"-{config.imagenette_size}" if config.name == "imagenette" else ""
+    return Path(config.root) / "packed" / f"{config.name}{variant}-{config.packed_size}"
+
+
+def pack_command(config: DataConfig) -> str:
+    size = f" --size {config.imagenette_size}" if config.name == "imagenette" else ""
+    return (f"python -m hybrid.packing pack {config.name} --source {config.root} "
+            f"--dest {packed_dir(config)} --image-size {config.packed_size}{size}")
+
+
+def load_packed_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
+    """A packed data set (`hybrid.packing`): its validation split is the test set. Held
+    whole on `device` or left memory-mapped for streaming, as `hybrid.feeding.choose_feeding`
+    decides from its size and `dataset.device_budget_gb`."""
+    from hybrid.feeding import choose_feeding
+    from hybrid.packing import PackingError, load_packed
+
+    if config.val_fraction > 0:
+        raise ValueError(f"dataset.val_fraction: not available for the packed data set {config.name} "
+                         "(its validation split is the test set); set it to 0")
+    dest = packed_dir(config)
+    try:
+        train_x, train_y, classes, manifest = load_packed(dest, "train")
+        test_x, test_y, _, _ = load_packed(dest, "val")
+    except PackingError as error:
+        raise DataNotFoundError(f"{config.name}: {error} (the workflow's pack rule runs: {pack_command(config)})") from None
+    if config.name in NUM_CLASSES and len(classes) != NUM_CLASSES[config.name]:
+        raise DataNotFoundError(f"{dest} holds {len(classes)} classes, not {config.name}'s {NUM_CLASSES[config.name]}; "
+                                f"delete it and run: {pack_command(config)}")
+    mean, std = packed_channel_stats(dest, train_x, manifest["content_hash"])
+    feeding, reason = choose_feeding(train_x.nbytes + test_x.nbytes, device, config.device_budget_gb)
+    train_y, test_y = torch.from_numpy(train_y), torch.from_numpy(test_y)
+    if feeding == "device":
+        train_x, test_x = (torch.from_numpy(np.array(x)).to(device) for x in (train_x, test_x))  # read whole
+        train_y, test_y = train_y.to(device), test_y.to(device)
+    return Splits(train_x, train_y, test_x, test_y, None, None, len(classes), mean.to(device), std.to(device),
+                  feeding, reason, config.input_size)
+
+
+def packed_channel_stats(dest: Path, images: np.ndarray, content_hash: str,
+                         chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """`channel_stats` of a pack's training images, read in chunks, cached beside the pack
+    (stats.json, keyed by the pack's content hash)."""
+    path = Path(dest) / "stats.json"
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("content_hash") == content_hash:
+            return torch.tensor(cached["mean"]), torch.tensor(cached["std"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    hist = sum(_channel_counts(torch.from_numpy(np.array(images[start : start + chunk])))
+               for start in range(0, len(images), chunk))
+    mean, std = _stats_of_counts(hist)
+    try:
+        path.write_text(json.dumps({"content_hash": content_hash, "mean": mean.tolist(), "std": std.tolist()}))
+    except OSError as error:  # a read-only pack still trains
+        log.warning("could not cache the channel statistics in %s: %s", path, error)
+    return mean, std
 
 
 def _stratified_val_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -138,9 +251,17 @@ def _stratified_val_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (population) std in [0, 1] units, exact, from 256-bin counts."""
+    return _stats_of_counts(_channel_counts(images))
+
+
+def _channel_counts(images: torch.Tensor) -> torch.Tensor:
+    """float64 (channels, 256): how often each uint8 value occurs in each channel."""
+    return torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256)
+                        for c in range(images.shape[1])]).to(torch.float64)
+
+
+def _stats_of_counts(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     values = torch.arange(256, dtype=torch.float64) / 255
-    hist = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256) for c in range(images.shape[1])])
-    hist = hist.to(torch.float64)
     total = hist.sum(1)
     mean = (hist * values).sum(1) / total
     var = (hist * (values - mean[:, None]) ** 2).sum(1) / total
@@ -378,16 +499,27 @@ def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hybrid.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    download = commands.add_parser("download", help="fetch CIFAR, or generate and cache the synthetic set")
-    download.add_argument("name", choices=DATASETS)
-    download.add_argument("--root", default=DataConfig.root, help="data root (default: %(default)s)")
+    download = commands.add_parser("download", help="fetch CIFAR, Tiny-ImageNet or Imagenette, check an image "
+                                   "folder, or generate and cache the synthetic set")
+    packer = commands.add_parser("pack", help="pack a data set's image folders for training, unless packed")
+    for command in (download, packer):
+        command.add_argument("name", choices=DATASETS if command is download else PACKED)
+        command.add_argument("--root", default=DataConfig.root, help="data root (default: %(default)s)")
+        command.add_argument("--imagenette-size", choices=IMAGENETTE_SIZES, default=DataConfig.imagenette_size)
     download.add_argument("--synthetic-train", type=int, default=DataConfig.synthetic_train)
     download.add_argument("--synthetic-test", type=int, default=DataConfig.synthetic_test)
     download.add_argument("--synthetic-seed", type=int, default=DataConfig.synthetic_seed)
+    packer.add_argument("--image-size", type=int, default=None, help="packed side (default: the data set's)")
+    packer.add_argument("--workers", type=int, default=None, help="decoding processes (default: up to 8)")
     args = parser.parse_args(argv)
+    if args.command == "pack":
+        return pack_main(args)
 
     config = DataConfig(args.name, args.root, synthetic_train=args.synthetic_train,
-                        synthetic_test=args.synthetic_test, synthetic_seed=args.synthetic_seed)
+                        synthetic_test=args.synthetic_test, synthetic_seed=args.synthetic_seed,
+                        imagenette_size=args.imagenette_size)
+    if args.name in PACKED:
+        return fetch_main(config)
     if args.name != "synthetic":
         from torchvision.datasets import CIFAR10, CIFAR100
 
@@ -401,6 +533,61 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(config)  # reads back what the training jobs will read
     print(f"{args.name} ready under {args.root}: {len(splits.train_labels)} training and "
           f"{len(splits.eval_labels)} test images, {splits.num_classes} classes")
+    return 0
+
+
+def fetch_main(config: DataConfig) -> int:
+    """Tiny-ImageNet and Imagenette downloaded (md5-checked) unless there; an image folder
+    only listed. Either way its layout is checked, as packing will read it."""
+    from hybrid.packing import PackingError, fetch, list_images
+
+    size = config.imagenette_size if config.name == "imagenette" else None
+    try:
+        if config.name != "imagefolder":
+            fetch(config.name, Path(config.root), size=size)
+        listing = list_images(config.name, Path(config.root), size=size)
+    except PackingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as error:  # no internet, a failed checksum
+        print(f"could not fetch {config.name} into {config.root}: {error}\nRun this on a machine with internet, "
+              f"or unpack it there as `python -m hybrid.packing fetch {config.name}` would.", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{len(split.paths)} {name}" for name, split in listing.splits.items())
+    print(f"{config.name} ready under {config.root}: {counts} images, {len(listing.classes)} classes")
+    return 0
+
+
+def pack_main(args) -> int:
+    """The pack of a data set under its root, made unless one of the same kind, variant and
+    size is there (its manifest read, not its hashes: `python -m hybrid.packing verify`)."""
+    from hybrid.packing import PackingError, pack, read_manifest
+
+    try:
+        config = DataConfig(args.name, args.root, image_size=args.image_size, imagenette_size=args.imagenette_size,
+                            crop_size=args.image_size)  # packing reads no crop size: any that fits
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    dest, size = packed_dir(config), config.imagenette_size if config.name == "imagenette" else None
+    try:
+        manifest = read_manifest(dest)
+        if (manifest["kind"], manifest["image_size"], manifest.get("size")) == (config.name, config.packed_size, size):
+            print(f"{dest} already packed: {manifest['splits']['train']['count']} training and "
+                  f"{manifest['splits']['val']['count']} validation images")
+            return 0
+        print(f"error: {dest} holds another pack ({manifest['kind']}, {manifest['image_size']} px); delete it",
+              file=sys.stderr)
+        return 2
+    except PackingError:
+        pass  # none yet (or a damaged one, which pack refuses with its own message)
+    try:
+        manifest = pack(config.name, Path(config.root), dest, config.packed_size, size=size, workers=args.workers)
+    except PackingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"packed {dest}: {manifest['splits']['train']['count']} training and "
+          f"{manifest['splits']['val']['count']} validation images in {manifest['seconds']:.0f} s")
     return 0
 
 

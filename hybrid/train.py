@@ -57,6 +57,7 @@ from tqdm import tqdm
 from hybrid.checkpoints import RunPathError, check_run_paths, load_checkpoint, restore, save_checkpoint
 from hybrid.config import RunConfig, TrainConfig, load_run_config
 from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
+from hybrid.feeding import DeviceFeeder, StreamFeeder, center_crop_resize, random_resized_crop
 from hybrid.models import ResNet, resnet
 from hybrid.tracking import RunTracker, resolve_tracking_uri
 
@@ -180,13 +181,25 @@ def steps_per_epoch(n_train: int, train: TrainConfig) -> int:
 # --- one epoch ------------------------------------------------------------------------
 
 
-def train_batch(splits: Splits, index: torch.Tensor, train: TrainConfig, generator: torch.Generator, rng: np.random.Generator):
+def feeder(images, labels, device) -> DeviceFeeder | StreamFeeder:
+    """Batches of a split: gathered on the device, or streamed from a memory-mapped pack."""
+    if isinstance(images, torch.Tensor):
+        return DeviceFeeder(images, labels)
+    return StreamFeeder(images, labels, device)
+
+
+def train_batch(splits: Splits, images: torch.Tensor, labels: torch.Tensor, train: TrainConfig,
+                generator: torch.Generator, rng: np.random.Generator):
     """Augmented, normalised images and soft targets for one step (mixup pairs as the official pipeline)."""
-    images = augment(splits.train_images[index], padding=train.crop_padding, flip=train.flip, generator=generator)
+    if train.augmentation == "random-resized-crop":
+        images = random_resized_crop(images, splits.input_size, generator, scale=(train.rrc_min_scale, 1.0),
+                                     flip=train.flip)
+    else:
+        images = augment(images, padding=train.crop_padding, flip=train.flip, generator=generator)
     images = normalize(images, splits.mean, splits.std)
-    targets = F.one_hot(splits.train_labels[index], splits.num_classes).float()
+    targets = F.one_hot(labels, splits.num_classes).float()
     if train.mixup_alpha > 0:
-        weight = torch.from_numpy(rng.beta(train.mixup_alpha, train.mixup_alpha, size=len(index) // 2))
+        weight = torch.from_numpy(rng.beta(train.mixup_alpha, train.mixup_alpha, size=len(labels) // 2))
         weight = weight.to(images.device, torch.float32)
         w_img = weight[:, None, None, None]
         images = images[0::2] * w_img + images[1::2] * (1 - w_img)
@@ -246,9 +259,11 @@ def evaluate(model, images, labels, splits: Splits, train: TrainConfig, device) 
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for start in range(0, len(labels), train.eval_batch_size):
-        x = normalize(images[start : start + train.eval_batch_size], splits.mean, splits.std)
-        y = labels[start : start + train.eval_batch_size]
+    side = images.shape[-1]
+    for x, y in feeder(images, labels, device).batches(torch.arange(len(labels)).split(train.eval_batch_size)):
+        if splits.input_size != side:  # the centre crop of the packed image (dataset.crop_size)
+            x = center_crop_resize(x, splits.input_size, crop_fraction=splits.input_size / side)
+        x = normalize(x, splits.mean, splits.std)
         if train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, train):
@@ -298,6 +313,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
         n_train = len(splits.train_labels)
+        train_feed = feeder(splits.train_images, splits.train_labels, device)
+        log.info("%s: %s (%s)", config.display_name(), splits.feeding, splits.feeding_reason)
         per_epoch = steps_per_epoch(n_train, tcfg)
         batch_per_step = tcfg.batch_size * (2 if tcfg.mixup_alpha > 0 else 1)
 
@@ -332,6 +349,7 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
                     sums = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}
                     first_step, train_time = resume_step, resume["train_time"]
                 t0 = time.perf_counter()
+                steps = train_feed.batches(batches[first_step:])
                 for i in range(first_step, len(batches)):
                     if stop.requested:
                         save_checkpoint(
@@ -342,7 +360,7 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
                         )
                         raise Interrupted()
                     lr = learning_rate(tcfg, (epoch - 1) * per_epoch + i, per_epoch)
-                    x, targets = train_batch(splits, batches[i].to(device), tcfg, generator, rng)
+                    x, targets = train_batch(splits, *next(steps), tcfg, generator, rng)
                     optimizer_step(model, optimizer, x, targets, lr, tcfg, device, sums)
                 epoch_time = time.perf_counter() - t0
                 train_time += epoch_time
@@ -368,7 +386,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
         finally:
             bar.close()
 
-        result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start)
+        result = build_result(config, model, history, status, device, train_time, time.perf_counter() - wall_start,
+                              (splits.feeding, splits.feeding_reason))
         write_results(out_dir, result, history)
         if tcfg.save_weights:  # the final weights, loadable with torch.load(..., weights_only=True)
             torch.save(model.state_dict(), out_dir / "weights.pt")
@@ -378,7 +397,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
         return result
 
 
-def build_result(config: RunConfig, model: ResNet, history: list[dict], status: str, device, train_time: float, wall: float) -> dict:
+def build_result(config: RunConfig, model: ResNet, history: list[dict], status: str, device, train_time: float, wall: float,
+                 feeding: tuple[str, str] = ("device", "held whole on the device")) -> dict:
     last = history[-1] if history and status == "completed" else {}
     best = max(history, key=lambda r: r["test_accuracy"]) if history else {}
     finite = all(math.isfinite(v) for s in model.learned_strides().values() for v in s)
@@ -403,6 +423,8 @@ def build_result(config: RunConfig, model: ResNet, history: list[dict], status: 
         "train_time_s": train_time,
         "images_per_s": seen / train_time if train_time > 0 else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "feeding": feeding[0],  # the data held whole on the device or streamed (hybrid.feeding)
+        "feeding_reason": feeding[1],
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "git_commit": git_commit(),
         "host": socket.gethostname(),

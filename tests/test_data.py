@@ -59,7 +59,7 @@ def no_network(monkeypatch):
 
 
 def test_config_names_the_offending_key():
-    with pytest.raises(ValueError, match=r"dataset\.name: input should be 'cifar10', 'cifar100' or 'synthetic', got 'imagenet'"):
+    with pytest.raises(ValueError, match=r"dataset\.name: input should be 'cifar10', 'cifar100', 'synthetic', 'tiny-imagenet', 'imagenette' or 'imagefolder', got 'imagenet'"):
         DataConfig(name="imagenet")
     with pytest.raises(ValueError, match=r"val_fraction"):
         DataConfig(val_fraction=1.0)

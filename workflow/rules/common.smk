@@ -11,6 +11,7 @@ sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
 # ... and for every rule's commands too, so that the rules' environments (workflow/envs/)
 # need no install of the project (which `--sdm conda` cannot do from its copy of the file)
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}:$PYTHONPATH"; ')
+from hybrid.data import PACKED, packed_dir  # noqa: E402
 from hybrid.workflow_config import check_config, check_config_files  # noqa: E402
 
 # Every value checked before any job (hybrid/workflow_config.py): the files read strictly
@@ -34,6 +35,8 @@ def data_key(run):
     d = run.config.dataset
     if d.name == "synthetic":
         return f"synthetic-{d.synthetic_train}-{d.synthetic_test}-{d.synthetic_seed}"
+    if d.name in PACKED:
+        return packed_dir(d).name  # the data set, its variant and its side
     return d.name
 
 
@@ -67,7 +70,10 @@ def finished_results():
 
 
 def data_ready(wildcards):
-    return f"{RESULTS}/data/{data_key(RUNS[wildcards.run])}.ready"
+    """The data a run reads: fetched (and, for the larger sets, packed) once per data set."""
+    run = RUNS[wildcards.run]
+    done = "packed" if run.config.dataset.name in PACKED else "ready"
+    return f"{RESULTS}/data/{data_key(run)}.{done}"
 
 
 # The analysis' outputs, from the config: the report files each under a category, in the
