@@ -150,3 +150,52 @@ def test_the_cost_of_larger_inputs_scales_the_measured_rate_by_flops():
     imagenet_stem = parse_run_config({"dataset": {"name": "tiny-imagenet"},
                                       "model": {"downsample": "strided", "stem": "imagenet"}, "train": {"epochs": 2}})
     assert run_cost(imagenet_stem).forward_flops < cost.forward_flops / 4
+
+
+def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
+    import csv
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    root = tmp_path / "folder"
+    write_folder(root, per_class=(60, 8))
+    data = {"name": "imagefolder", "root": str(root), "image_size": 40, "crop_size": 32, "device_budget_gb": 0.0}
+    pack("imagefolder", root, packed_dir(parse_run_config({"dataset": data, "model": {"num_classes": 3},
+                                                          "train": {"augmentation": "random-resized-crop"}}).dataset),
+         40, workers=1)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "dataset": data, "model": {"downsample": "diffstride", "width": 4, "num_classes": 3},
+        "train": {"epochs": 6, "batch_size": 4, "lr": 0.02, "augmentation": "random-resized-crop",
+                  "eval_batch_size": 7, "threads": 1},
+        "tracking": {"enabled": False}, "seed": 2}))
+
+    def run(out):
+        return subprocess.Popen([sys.executable, "-m", "hybrid.train", "--run-config", str(path), "--out", str(out),
+                                 "--results-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def metrics(out):
+        with (out / "history.csv").open() as f:
+            return [{k: v for k, v in row.items() if not k.endswith("time_s") and k != "images_per_s"}
+                    for row in csv.DictReader(f)]
+
+    reference = run(tmp_path / "reference")
+    assert reference.wait() == 0, reference.stdout.read()
+    interrupted = run(tmp_path / "resumed")
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "resumed" / "checkpoint.pt").exists():  # the first epoch is done
+        assert interrupted.poll() is None and time.monotonic() < deadline, interrupted.stdout.read()
+        time.sleep(0.01)
+    interrupted.send_signal(signal.SIGTERM)
+    assert interrupted.wait() == 75, interrupted.stdout.read()
+    resumed = run(tmp_path / "resumed")
+    output = resumed.communicate()[0]
+    assert resumed.returncode == 0 and "resuming" in output, output
+    assert metrics(tmp_path / "resumed") == metrics(tmp_path / "reference")
+    result = json.loads((tmp_path / "resumed" / "result.json").read_text())
+    assert result["feeding"] == "stream"
