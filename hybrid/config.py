@@ -32,7 +32,7 @@ from hybrid.models import ModelConfig
 from hybrid.strict_yaml import load_yaml
 
 
-RECIPE_NAMES = ("hybrid-paper", "official-diffstride", "diffstride-first-release")  # RECIPES' keys
+RECIPE_NAMES = ("hybrid-paper", "official-diffstride", "diffstride-first-release", "torchvision-imagenet")  # RECIPES' keys
 
 
 @section("train")
@@ -159,6 +159,31 @@ RECIPES: dict[str, Recipe] = {  # keys: RECIPE_NAMES
             "crop_padding": 0,
             "flip": False,
             "normalization": "cifar-fixed",
+        },
+    ),
+    # torchvision's ImageNet recipe for its ResNets (pytorch/vision references/classification,
+    # README "ResNet": 90 epochs, 8 GPUs x batch 32, SGD 0.9, lr 0.1, wd 1e-4 on every
+    # parameter, lr x0.1 every 30 epochs, RandomResizedCrop + flip, centre crop in evaluation),
+    # on torchvision's ResNet stem; for the larger data sets. Inputs normalised by the
+    # training set's statistics (torchvision's are ImageNet's).
+    "torchvision-imagenet": Recipe(
+        source="pytorch/vision references/classification README (ResNet) and train.py defaults",
+        model={"stem": "imagenet"},
+        train={
+            "epochs": 90,
+            "batch_size": 256,
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "decay_on": "all",
+            "milestones": (1 / 3, 2 / 3),
+            "lr_gamma": 0.1,
+            "label_smoothing": 0.0,
+            "augmentation": "random-resized-crop",
+            "rrc_min_scale": 0.08,
+            "flip": True,
+            "crop_padding": 0,
+            "normalization": "dataset",
         },
     ),
     # The first release (google-research/diffstride 3801ad4, lr schedule of 7e387d9, net of

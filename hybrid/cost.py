@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hybrid.data import split_sizes
 from hybrid.models import resnet
@@ -80,9 +80,11 @@ def run_cost(config, rates: Mapping = MEASURED_IMAGES_PER_S) -> RunCost:
     images = t.epochs * steps_per_epoch(n_train, t) * t.batch_size
     size = config.dataset.input_size
     flops = forward_flops(config.model, size)
-    # Larger inputs: the measured 32 px rate scaled by the FLOPs ratio (an estimate: a
-    # larger image uses the GPU at least as well, so this errs on the side of more hours).
-    rate = throughput(config.model, rates) * forward_flops(config.model, MEASURED_SIZE) / flops
+    # Costlier inputs: the measured 32 px rate scaled down by the FLOPs ratio (an estimate:
+    # a larger map uses the GPU at least as well, so this errs on the side of more hours);
+    # never scaled up, as small maps (the ImageNet stem at 64 px) use it less well.
+    measured = forward_flops(replace(config.model, stem="cifar"), MEASURED_SIZE)  # the net as measured
+    rate = throughput(config.model, rates) * min(1.0, measured / flops)
     return RunCost(images, t.epochs * n_test, flops, flops * (3 * images + t.epochs * n_test), rate)
 
 

@@ -150,6 +150,8 @@ def test_the_cost_of_larger_inputs_scales_the_measured_rate_by_flops():
     imagenet_stem = parse_run_config({"dataset": {"name": "tiny-imagenet"},
                                       "model": {"downsample": "strided", "stem": "imagenet"}, "train": {"epochs": 2}})
     assert run_cost(imagenet_stem).forward_flops < cost.forward_flops / 4
+    # cheaper than 32 px: the measured rate, never a faster one
+    assert run_cost(imagenet_stem).images_per_s == MEASURED_IMAGES_PER_S["resnet18"]["fixed"]
 
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):

@@ -40,7 +40,10 @@ def test_paper_config_covers_the_issue_grid():
     assert {r["model.block"] for r in pooling} == {"preact"} and {r["model.arch"] for r in pooling} == {"resnet18"}
     assert {r["model.arch"] for r in rows if "arch" in r["studies"]} == {"resnet18", "resnet56"}
     assert {r["train.recipe"] for r in pooling} == {"hybrid-paper", "official-diffstride"}
-    assert {r["dataset.name"] for r in rows} == {"cifar10", "cifar100"}
+    assert {r["dataset.name"] for r in rows} == {"cifar10", "cifar100", "tiny-imagenet", "imagenette"}
+    datasets = [r for r in rows if "datasets" in r["studies"].split(";")]
+    assert {r["dataset.name"] for r in datasets} == {"tiny-imagenet", "imagenette"} and len(datasets) == 40
+    assert {r["variant"] for r in datasets} == {"strided", "spectral", "diffstride", "hybrid"}
     assert len({r["seed"] for r in rows}) >= 5
     smoothness = {r["model.smoothness"] for r in rows if "smoothness" in r["studies"]}
     assert smoothness == {"1", "2", "4", "8", "16"}

@@ -131,14 +131,16 @@ def test_the_paper_study_plans_every_run():
     from hybrid.studies import resolve_runs
 
     runs = resolve_runs(paper)
-    assert job_counts(dry.stdout)["train"] == len(runs) == 500  # as config/config.yaml's comment says
+    counts = job_counts(dry.stdout)
+    assert counts["train"] == len(runs) == 540  # as config/config.yaml's comment says
     assert {s for run in runs for s in run.studies} == {"pooling", "first_release", "arch", "placement",
-                                                         "smoothness", "init_stride"}
+                                                         "smoothness", "init_stride", "datasets"}
+    assert counts["pack"] == 2  # Tiny-ImageNet and Imagenette, once each, whatever the runs
     # The paper's question is asked on the official networks: HEAD's pre-activation net under
     # both pooling recipes, the first release's post-activation net under its own.
     blocks = {(run.config.train.recipe, run.config.model.block) for run in runs}
     assert blocks == {("hybrid-paper", "preact"), ("official-diffstride", "preact"),
-                      ("diffstride-first-release", "postact")}
+                      ("diffstride-first-release", "postact"), ("torchvision-imagenet", "preact")}
     variants = {run.variant for run in runs if "pooling" in run.studies}
     assert {"hybrid", "hybrid-after-norm", "scale-control", "hybrid-layer4"} <= variants
 
@@ -169,7 +171,7 @@ def test_the_report_renders_in_a_headless_browser(finished, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for category in ("1. Claims", "2. Pooling variants", "3. First release", "6. Smoothness", "8. Runs"):
+    for category in ("1. Claims", "2. Pooling variants", "3. First release", "6. Smoothness", "9. Runs"):
         assert category in dom.stdout, category
 
 

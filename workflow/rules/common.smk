@@ -88,8 +88,9 @@ STUDY_CATEGORY = {
     "placement": "5. Placement",
     "smoothness": "6. Smoothness",
     "init_stride": "7. Initial strides",
+    "datasets": "8. Larger data sets",
 }
-RUNS_CATEGORY = "8. Runs"
+RUNS_CATEGORY = "9. Runs"
 CAPTIONED = {
     "claims",
     "status",
@@ -106,6 +107,8 @@ CAPTIONED = {
     "first_release_accuracy",
     "arch",
     "arch_accuracy",
+    "datasets",
+    "datasets_accuracy",
 }
 VARIANT_STUDIES = variant_studies(config)
 
