@@ -91,7 +91,7 @@ class DataConfig:
     device_budget_gb: Float | None = describe(
         "packed data sets: held whole on the training device up to this size, else streamed "
         "from the memory-mapped pack (0: always streamed); default: a quarter of the GPU's "
-        "memory (hybrid.feeding.choose_feeding)", default=None, ge=0)
+        "memory, half of the host's on the CPU (hybrid.feeding.choose_feeding)", default=None, ge=0)
 
     def __post_init__(self):
         if self.name not in PACKED:

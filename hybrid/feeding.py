@@ -27,6 +27,7 @@ the `torch.Generator` passed in, as in `hybrid.data.augment`.
 from __future__ import annotations
 
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,8 @@ import torch.nn.functional as F
 # share of the device's memory: the rest is for the weights, optimizer state, activations
 # (a ResNet-50 at batch 256 in bf16 needs tens of GB) and the caching allocator's slack.
 DEFAULT_CUDA_SHARE = 0.25
+# The same on the CPU, of the host's physical memory: the training process needs the rest.
+DEFAULT_HOST_SHARE = 0.5
 # RandomResizedCrop's candidate boxes per image before its centre-crop fallback (torchvision).
 CROP_TRIES = 10
 
@@ -54,9 +57,9 @@ def choose_feeding(nbytes: int, device: torch.device | str, budget_gb: float | N
     The rules: a set goes on the device when `nbytes` is at most the budget, else it is
     streamed. `budget_gb` is in GB of 10^9 bytes; 0 always streams. With `budget_gb` None,
     on CUDA the budget is DEFAULT_CUDA_SHARE of the device's total memory (the rest is the
-    training's own); elsewhere the set is always "device", since the device is host memory
-    and the memory map is already addressable there (paged in by the OS on first touch), so
-    streaming would add a copy and gain nothing.
+    training's own); on the CPU it is DEFAULT_HOST_SHARE of the host's physical memory: a
+    set "on the device" there is read whole into RAM, while a streamed one is gathered from
+    the memory map batch by batch (ImageNet packed at 256 px is 250 GB).
     """
     device = torch.device(device)
     if nbytes < 0:
@@ -72,8 +75,10 @@ def choose_feeding(nbytes: int, device: torch.device | str, budget_gb: float | N
         source = (f"the default budget of {budget / 1e9:.2f} GB ({DEFAULT_CUDA_SHARE:.0%} of {device}'s "
                   f"{total / 1e9:.1f} GB, the rest left to the model and its activations)")
     else:
-        return "device", (f"{size} held in host memory on {device}: the memory map is already addressable "
-                          "there, so streaming would only add a copy")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        budget = DEFAULT_HOST_SHARE * total
+        source = (f"the default budget of {budget / 1e9:.2f} GB ({DEFAULT_HOST_SHARE:.0%} of the host's "
+                  f"{total / 1e9:.1f} GB of memory)")
     if nbytes <= budget:
         return "device", f"{size} fit {source} on {device}"
     return "stream", f"{size} exceed {source} on {device}: streamed from the memory-mapped file"

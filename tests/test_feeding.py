@@ -7,6 +7,8 @@ import math
 import threading
 import time
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -126,7 +128,9 @@ def test_feeders_reject_malformed_sets(packed):
 
 def test_choose_feeding_rules():
     mode, reason = choose_feeding(2 * 10**9, "cpu", None)
-    assert mode == "device" and "host memory" in reason
+    assert mode == "device" and "of the host's" in reason
+    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert choose_feeding(int(0.6 * host), "cpu", None)[0] == "stream"  # not read whole into RAM
     assert choose_feeding(2 * 10**9, "cpu", 1.0)[0] == "stream"
     assert choose_feeding(10**9, "cpu", 1.0)[0] == "device"  # at the budget: fits
     assert choose_feeding(1, "cpu", 0)[0] == "stream"
