@@ -77,7 +77,7 @@ def test_explicit_keys_override_the_recipe():
         ({"model": {"arch": "resnet50"}}, r"model\.arch: input should be 'resnet18' or 'resnet56', got 'resnet50'"),
         ({"train": {"normalization": "imagenet"}},
          r"train\.normalization: input should be 'dataset', 'cifar-fixed' or 'unit', got 'imagenet'"),
-        ({"train": {"recipe": "fast"}}, r"train\.recipe: unknown 'fast'; known recipes: hybrid-paper, official-diffstride, diffstride-first-release"),
+        ({"train": {"recipe": "fast"}}, r"train\.recipe: unknown 'fast'; known recipes: hybrid-paper, official-diffstride, torchvision-imagenet, diffstride-first-release"),
         ({"model": {"downsample": "fft"}}, r"model\.downsample: input should be 'strided', .* or 'diffstride', got 'fft'"),
         ({"dataset": {"name": "mnist"}}, r"dataset\.name: input should be 'cifar10', 'cifar100', 'synthetic', 'tiny-imagenet', 'imagenette' or 'imagefolder'"),
         ({"seed": 1.5}, r"seed: expected an integer >= 0, got 1\.5"),
