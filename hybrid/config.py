@@ -17,6 +17,7 @@ run asked for twice (by two studies, or after an unrelated config edit) trains o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing
@@ -240,7 +241,7 @@ class RunConfig:
 
     def run_id(self) -> str:
         identity = self.to_dict()
-        defaults = RunConfig().to_dict()
+        defaults = _default_identity()
         for dotted in (*self.NOT_IN_ID, *self.IN_ID_UNLESS_DEFAULT):
             *parents, leaf = dotted.split(".")
             node, default = identity, defaults
@@ -256,6 +257,12 @@ class RunConfig:
 
     def recipe(self) -> Recipe:
         return RECIPES[self.train.recipe]
+
+
+@functools.cache
+def _default_identity() -> dict:
+    """The default run config as a dict, built once (run_id compares keys against it; never mutated)."""
+    return RunConfig().to_dict()
 
 
 def _to_plain(value):
