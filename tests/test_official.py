@@ -12,6 +12,8 @@ from hybrid.models import build_variant, resnet
 from hybrid.official import keras_weight_paths, keras_weights, load_keras_weights, to_keras_weights
 
 FIXTURE = np.load(Path(__file__).parent / "fixtures" / "official_resnet.npz")
+# The fixture README's tolerance for every whole-network gradient (normwise, float32 on any CPU).
+WHOLE_NETWORK_GRADIENT_TOL = 1e-2
 
 
 def regenerated_weights(d=FIXTURE) -> list[np.ndarray]:
@@ -92,20 +94,24 @@ def test_training_mode_logits_strides_and_gradients_match():
     np.testing.assert_allclose(strides, FIXTURE["strides_after_forward"], rtol=1e-6)
 
     (logits * torch.from_numpy(FIXTURE["U"])).sum().backward()
+    # Every whole-network gradient normwise at the fixture README's 1e-2: "float32 results
+    # move with the CPU, its instruction set and the thread count ... hold them normwise at
+    # 1e-2, never tighter than the stride gradients" (stride gradients: "about 1e-3 relative
+    # on this case ... up to 1e-2 on other inputs"). Measured with torch 2.14.1 on the CPU:
+    # strides 2.5e-4 (float64) and 4.1e-4 (TF float32), the input 1.0e-3 on one machine and
+    # 1.6e-3 on another; a wrong formula is O(1).
     grads = torch.stack([p.grad for p in model.stride_parameters()]).numpy()
     for reference in (FIXTURE["grad_strides"], FIXTURE["f64_grad_strides"]):
-        # Normwise, as the fixture's README asks of whole-network stride gradients: "about
-        # 1e-3 relative on this case ... up to 1e-2 on other inputs", with slack. Measured on
-        # the CPU: 2.5e-4 against float64 and 4.1e-4 against TF float32 with torch 2.14.1,
-        # 1.16e-3 with torch 2.11.0 (other kernels flip a ReLU); a wrong formula is O(1).
-        assert np.linalg.norm(grads - reference) / np.linalg.norm(reference) < 2e-3
-    def relative(ours, reference):
-        return np.linalg.norm(ours - reference) / np.linalg.norm(reference)
+        assert _relative(grads, reference) < WHOLE_NETWORK_GRADIENT_TOL
+    assert _relative(x.grad.permute(0, 2, 3, 1).numpy(), FIXTURE["f64_grad_input"]) < WHOLE_NETWORK_GRADIENT_TOL
+    stem = model.stem_conv.weight.grad.permute(2, 3, 1, 0).numpy()
+    assert _relative(stem, FIXTURE["f64_grad_stem_kernel"]) < WHOLE_NETWORK_GRADIENT_TOL
+    assert _relative(model.fc.weight.grad.T.numpy(), FIXTURE["grad_dense_kernel"]) < WHOLE_NETWORK_GRADIENT_TOL
+    assert _relative(model.fc.bias.grad.numpy(), FIXTURE["f64_grad_dense_bias"]) < WHOLE_NETWORK_GRADIENT_TOL
 
-    assert relative(x.grad.permute(0, 2, 3, 1).numpy(), FIXTURE["f64_grad_input"]) < 1e-3
-    assert relative(model.stem_conv.weight.grad.permute(2, 3, 1, 0).numpy(), FIXTURE["f64_grad_stem_kernel"]) < 1e-3
-    assert relative(model.fc.weight.grad.T.numpy(), FIXTURE["grad_dense_kernel"]) < 1e-4
-    np.testing.assert_allclose(model.fc.bias.grad.numpy(), FIXTURE["f64_grad_dense_bias"], atol=1e-5)
+
+def _relative(ours, reference):
+    return np.linalg.norm(ours - reference) / np.linalg.norm(reference)
 
 
 def test_batch_norm_moving_statistics_update_as_keras_does():
