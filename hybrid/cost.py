@@ -4,22 +4,24 @@
 
 Per run: the images the training loop passes forward (epochs x steps x batch: with mixup,
 the mixed examples) and one forward pass over the test set per epoch; FLOPs of one image
-from `model.cost` (convolutions and dense layers counted by torch, FFTs estimated;
-DiffStride at its initial strides, which training moves); GPU-hours at a throughput in
-training images per second per GPU, by architecture and by whether the net has a DiffStride
-layer (FLOPs alone mislead: on 32x32 maps a strided ResNet-18 runs at a third of the
-effective TFLOP/s of a DiffStride one). The throughput is the workflow config's
-`cost.images_per_s`; its default, MEASURED_IMAGES_PER_S, was measured, not assumed.
+as `model.cost` counts them (convolutions and dense layers as torch counts them, FFTs
+estimated; DiffStride at its initial strides, which training moves), but counted from the
+map sizes without building the net (`models.flops`: microseconds, not seconds, per model);
+GPU-hours at a throughput in training images per second per GPU, by architecture and by
+whether the net has a DiffStride layer (FLOPs alone mislead: on 32x32 maps a strided
+ResNet-18 runs at a third of the effective TFLOP/s of a DiffStride one). The throughput is
+the workflow config's `cost.images_per_s`; its default, MEASURED_IMAGES_PER_S, was
+measured, not assumed. `run_gpu_hours` gives one run's, e.g. for a Slurm time request.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from hybrid.data import split_sizes
-from hybrid.models import resnet
+from hybrid.models.flops import count_flops
 from hybrid.train import steps_per_epoch  # the training loop's own count
 
 # Training images per second on one NVIDIA H100 80GB (torch 2.11, bf16 autocast, batch 128,
@@ -62,15 +64,11 @@ def throughput(model_config, rates: Mapping = MEASURED_IMAGES_PER_S) -> float:
                          "measures it)") from None
 
 
-_FORWARD: dict[str, float] = {}
-
-
+@lru_cache(maxsize=None)
 def forward_flops(model_config, image_size: int) -> float:
-    """One image's forward FLOPs at the initial strides (memoised per model)."""
-    key = json.dumps([model_config.to_dict(), image_size], sort_keys=True)
-    if key not in _FORWARD:
-        _FORWARD[key] = resnet(model_config).cost((image_size, image_size))["flops"]
-    return _FORWARD[key]
+    """One image's forward FLOPs at the initial strides, counted from the map sizes without
+    building the net (`models.flops.count_flops`, equal to `model.cost`), memoised per model."""
+    return count_flops(model_config, (image_size, image_size))["flops"]
 
 
 def run_cost(config, rates: Mapping = MEASURED_IMAGES_PER_S) -> RunCost:
@@ -86,6 +84,13 @@ def run_cost(config, rates: Mapping = MEASURED_IMAGES_PER_S) -> RunCost:
     measured = forward_flops(replace(config.model, stem="cifar"), MEASURED_SIZE)  # the net as measured
     rate = throughput(config.model, rates) * min(1.0, measured / flops)
     return RunCost(images, t.epochs * n_test, flops, flops * (3 * images + t.epochs * n_test), rate)
+
+
+def run_gpu_hours(config, rates: Mapping = MEASURED_IMAGES_PER_S) -> float:
+    """One resolved RunConfig's estimated GPU-hours at the throughputs `rates` (the
+    workflow's `cost_settings(config)[0]`), e.g. for a Slurm time request: memoised per
+    model, so a study's hundreds of runs take milliseconds."""
+    return run_cost(config, rates).gpu_hours
 
 
 def cost_settings(config: Mapping) -> tuple[dict, str]:

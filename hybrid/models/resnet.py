@@ -52,6 +52,18 @@ def he_normal_(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def site_downsample(config: ModelConfig, site: str, stride) -> nn.Module:
+    """The downsampling layer of `site`'s kind at `stride`, with the config's options for
+    that kind (an `nn.Identity` where the convolution strides instead, or at stride 1)."""
+    kind = config.site_kind(site)
+    options = {}
+    if kind == "diffstride":
+        options = {"smoothness_factor": config.smoothness, "shared_stride": config.shared_stride}
+    elif kind == "blur":
+        options = {"filter_size": config.blur_filter_size}
+    return build_downsample(kind, stride, **options)
+
+
 def _layer_or_none(layer: nn.Module) -> nn.Module | None:
     return None if isinstance(layer, nn.Identity) else layer
 
@@ -65,13 +77,7 @@ class ResNet(nn.Module):
 
         def downsample(site: str, stride) -> tuple[nn.Module | None, object]:
             """(the site's layer or None, the stride its convolutions take)."""
-            kind = config.site_kind(site)
-            options = {}
-            if kind == "diffstride":
-                options = {"smoothness_factor": config.smoothness, "shared_stride": config.shared_stride}
-            elif kind == "blur":
-                options = {"filter_size": config.blur_filter_size}
-            layer = build_downsample(kind, stride, **options)
+            layer = site_downsample(config, site, stride)
             return _layer_or_none(layer), getattr(layer, "conv_stride", 1)
 
         cin, stem_max_pool = config.in_channels, None
@@ -169,7 +175,8 @@ class ResNet(nn.Module):
         DiffStride changes the feature-map sizes, so this is measured by a real forward
         pass: convolution and dense FLOPs by torch's FlopCounterMode, FFT FLOPs estimated
         as 2.5 N log2 N per real transform of N points, activation memory as the bytes of
-        every leaf module's output.
+        every leaf module's output. `models.flops.count_flops` counts the same FLOPs from
+        the config alone, without building the net.
         """
         param = next(self.parameters())
         x = torch.zeros(1, self.config.in_channels, *image_size, device=param.device, dtype=param.dtype)
