@@ -9,9 +9,13 @@ A run config is nested (`dataset`, `model`, `train`, `tracking`, `seed`), as in 
 
 `train.recipe` names a set of defaults (`RECIPES`): `train` settings, which every other
 `train` key overrides, and the model keys the recipe depends on (`model.block`), which a
-run config may leave out but not contradict. Unknown keys, values of the wrong type or
-out of range, and contradictory settings are errors that name the dotted key. `RunConfig.run_id()` is a content hash of what determines the result, so the same
-run asked for twice (by two studies, or after an unrelated config edit) trains once.
+run config may leave out but not contradict. Defaults that follow the data are filled in
+here: `model.num_classes` from the data set (an image folder's from its class folders,
+read when it is left out), `dataset.crop_size` from the packed side and
+`train.augmentation` (`hybrid.data.default_crop_size`). Unknown keys, values of the wrong
+type or out of range, and contradictory settings are errors that name the dotted key.
+`RunConfig.run_id()` is a content hash of what determines the result, so the same run
+asked for twice (by two studies, or after an unrelated config edit) trains once.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from hybrid.data import NORMALIZATIONS, NUM_CLASSES, DataConfig, split_sizes
+from hybrid.data import (NORMALIZATIONS, NUM_CLASSES, PACKED, PACKED_SIZES, DataConfig, default_crop_size,
+                         split_sizes)
 from hybrid.fields import Bool, Float, Int, Str, describe, section
 from hybrid.models import ModelConfig
+from hybrid.packing import PackingError, imagefolder_classes
 from hybrid.strict_yaml import load_yaml
 
 
@@ -253,7 +259,8 @@ class RunConfig:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def display_name(self) -> str:
-        return self.name or f"{self.dataset.name}/{self.model.downsample}/seed{self.seed}"
+        return self.name or (f"dataset={self.dataset.name} downsample={self.model.downsample} "
+                             f"recipe={self.train.recipe} seed={self.seed}")
 
     def recipe(self) -> Recipe:
         return RECIPES[self.train.recipe]
@@ -302,11 +309,11 @@ def parse_run_config(data: dict) -> RunConfig:
         raw = data.get(key) or {}
         defaults = None
         if cls is ModelConfig and isinstance(raw, dict):
-            dataset = (data.get("dataset") or {}).get("name", DataConfig.name)
-            if dataset == "imagefolder" and "num_classes" not in raw:
-                raise ValueError("model.num_classes: dataset imagefolder needs it (the number of class "
-                                 "folders under train/; 1000 for ImageNet-1k)")
-            defaults = {"num_classes": NUM_CLASSES.get(dataset, ModelConfig.num_classes), **recipe.model}
+            dataset = built["dataset"]  # built first
+            classes = NUM_CLASSES.get(dataset.name, ModelConfig.num_classes)
+            if dataset.name == "imagefolder" and "num_classes" not in raw:
+                classes = _folder_num_classes(dataset)
+            defaults = {"num_classes": classes, **recipe.model}
             for option, wanted in recipe.model.items():
                 if option in raw and raw[option] != wanted:
                     raise ValueError(
@@ -321,19 +328,37 @@ def parse_run_config(data: dict) -> RunConfig:
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     if not isinstance(name, str):
         raise ValueError(f"name: expected a string, got {name!r}")
-    train, n_train = built["train"], split_sizes(built["dataset"])[0]
-    dataset = built["dataset"]
+    train, dataset = built["train"], built["dataset"]
+    if dataset.name in PACKED and dataset.crop_size is None:
+        # Written out, and so in the run id as an explicit crop_size of the same value is,
+        # unless it is the data set's conventional crop: the runs that left it out before
+        # this default followed the augmentation keep their ids.
+        crop = default_crop_size(dataset.name, dataset.packed_size, train.augmentation)
+        if crop != PACKED_SIZES[dataset.name][1]:
+            dataset = built["dataset"] = dataclasses.replace(dataset, crop_size=crop)
     if train.augmentation == "pad-crop" and dataset.input_size != dataset.packed_size:
         raise ValueError(
             f"train.augmentation: pad-crop keeps the image size, but dataset.crop_size "
             f"{dataset.input_size} differs from the packed {dataset.packed_size} px; use "
-            "train.augmentation: random-resized-crop, or set dataset.crop_size to dataset.image_size")
+            "train.augmentation: random-resized-crop, or leave dataset.crop_size out")
+    n_train = split_sizes(dataset)[0]
     if train.mixup_alpha > 0 and n_train < 2 * train.batch_size:
         raise ValueError(
             f"train.mixup_alpha: mixup takes 2 x train.batch_size = {2 * train.batch_size} images a step, "
             f"more than the {n_train} training images of dataset {built['dataset'].name}: an epoch would "
             "have no step; lower train.batch_size or set train.mixup_alpha: 0")
     return RunConfig(seed=seed, name=name, **built)
+
+
+def _folder_num_classes(dataset: DataConfig) -> int:
+    """`model.num_classes` of an image-folder run that leaves it out: its class folders."""
+    try:
+        return len(imagefolder_classes(Path(dataset.root)))
+    except PackingError as error:
+        raise ValueError(
+            f"model.num_classes: dataset imagefolder takes it from the class folders of its train split, "
+            f"but {error}; put the image folder at dataset.root before the workflow starts, or set "
+            "model.num_classes (1000 for ImageNet-1k)") from None
 
 
 def load_run_config(path: str | Path) -> RunConfig:

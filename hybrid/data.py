@@ -39,10 +39,11 @@ DATASETS = ("cifar10", "cifar100", "synthetic", "tiny-imagenet", "imagenette", "
 # 32 px and held whole.
 PACKED = ("tiny-imagenet", "imagenette", "imagefolder")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10, "tiny-imagenet": 200, "imagenette": 10}
-# (packed side, network input side) by default: Tiny-ImageNet whole at 64 px; Imagenette's
+# (packed side, conventional crop) by default: Tiny-ImageNet whole at 64 px; Imagenette's
 # 160 px variant cropped to 128 (fast.ai's Imagenette leaderboard, 128 px); an image
 # folder such as ImageNet at 256, cropped to 224 (torchvision's references: resize 256,
-# centre crop 224 in evaluation, random-resized crops of 224 in training).
+# centre crop 224 in evaluation, random-resized crops of 224 in training). The crop is
+# random-resized-crop's; `default_crop_size` states when it applies.
 PACKED_SIZES = {"tiny-imagenet": (64, 64), "imagenette": (160, 128), "imagefolder": (256, 224)}
 IMAGENETTE_SIZES = ("full", "320px", "160px")
 # How `normalize` scales pixels (train.normalization): by the training set's channel
@@ -85,7 +86,9 @@ class DataConfig:
         "default tiny-imagenet 64, imagenette 160, imagefolder 256", default=None, ge=8)
     crop_size: Int | None = describe(
         "packed data sets: the network's input side (training crops, the evaluation centre "
-        "crop); default tiny-imagenet 64, imagenette 128, imagefolder 224", default=None, ge=8)
+        "crop), at most image_size; default: with train.augmentation random-resized-crop "
+        "tiny-imagenet 64, imagenette 128, imagefolder 224, or the packed side where that is "
+        "smaller; with pad-crop the packed side", default=None, ge=8)
     imagenette_size: Literal[IMAGENETTE_SIZES] = describe(
         "which of Imagenette's releases (torchvision's `size`)", default="160px")
     device_budget_gb: Float | None = describe(
@@ -99,9 +102,10 @@ class DataConfig:
                 if getattr(self, key) is not None:
                     raise ValueError(f"dataset.{key}: only the packed data sets ({', '.join(PACKED)}) take it; "
                                      f"{self.name} is held whole at 32 px")
-        elif self.input_size > self.packed_size:
-            raise ValueError(f"dataset.crop_size: {self.input_size} is larger than the packed images "
-                             f"(dataset.image_size {self.packed_size}); lower it or pack larger images")
+        elif self.crop_size is not None and self.crop_size > self.packed_size:
+            raise ValueError(f"dataset.crop_size: {self.crop_size} is larger than the packed images "
+                             f"(dataset.image_size {self.packed_size}); lower it, leave it out to take "
+                             "the packed side, or raise dataset.image_size (a new pack)")
 
     @property
     def packed_size(self) -> int:
@@ -110,8 +114,22 @@ class DataConfig:
 
     @property
     def input_size(self) -> int:
-        """The side of the images the network sees."""
-        return self.crop_size or PACKED_SIZES.get(self.name, (32, 32))[1]
+        """The side of the images the network sees: `crop_size`, else `default_crop_size` under
+        random-resized crops (a run config writes the pad-crop default into `crop_size`:
+        hybrid.config.parse_run_config)."""
+        return self.crop_size or default_crop_size(self.name, self.packed_size, "random-resized-crop")
+
+
+def default_crop_size(name: str, packed_size: int, augmentation: str) -> int:
+    """`dataset.crop_size` left out, by `train.augmentation`. Random-resized crops (the
+    torchvision-imagenet recipe's) take the data set's conventional crop (PACKED_SIZES:
+    ImageNet's 224, Imagenette's 128, Tiny-ImageNet's 64) from images packed at least that
+    large, and the whole packed image from smaller ones (downsampled ImageNet at 32 or 64 px
+    is trained on whole); pad-crop keeps the image size, so the packed side."""
+    conventional = PACKED_SIZES.get(name, (32, 32))[1]
+    if augmentation == "random-resized-crop" and packed_size >= conventional:
+        return conventional
+    return packed_size
 
 
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000),
@@ -564,8 +582,7 @@ def pack_main(args) -> int:
     from hybrid.packing import PackingError, pack, read_manifest
 
     try:
-        config = DataConfig(args.name, args.root, image_size=args.image_size, imagenette_size=args.imagenette_size,
-                            crop_size=args.image_size)  # packing reads no crop size: any that fits
+        config = DataConfig(args.name, args.root, image_size=args.image_size, imagenette_size=args.imagenette_size)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -126,11 +126,16 @@ def _check_class_sets(reference: set[str], other: set[str], where: Path,
                            f"remove them from {names[1]} or add them to {names[0]}")
 
 
+def _class_folders(split_dir: Path) -> list[Path]:
+    """The class folders directly in split_dir, sorted by name; hidden ones skipped."""
+    return sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def _class_tree(split_dir: Path, kind: str) -> dict[str, list[Path]]:
     """{class folder name: its images} under split_dir/<class>/; an empty class is an error."""
     _need_dir(split_dir, kind)
     classes = {}
-    for folder in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in _class_folders(split_dir):
         if not (images := _images_in(folder)):
             raise PackingError(f"{folder}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} files); "
                                "add its images or delete the folder")
@@ -154,6 +159,17 @@ def list_imagefolder(root: Path, kind: str = "imagefolder") -> Listing:
     _check_class_sets(set(trees["train"]), set(trees["val"]), root / "val")
     classes = sorted(trees["train"])
     return _listing(classes, {split: [(p, c) for c in classes for p in trees[split][c]] for split in SPLITS})
+
+
+def imagefolder_classes(root: Path) -> tuple[str, ...]:
+    """An image folder's class names in index order, as `list_imagefolder` takes them (the
+    folders of ROOT/train/), read without listing a single image: a run's `model.num_classes`
+    when the run leaves it out (hybrid.config). Packing checks the rest (empty classes, val)."""
+    train = Path(root) / "train"
+    _need_dir(train, "imagefolder")
+    if not (folders := _class_folders(train)):
+        raise PackingError(f"{train}: no class folders; imagefolder expects {LAYOUTS['imagefolder']}")
+    return tuple(folder.name for folder in folders)
 
 
 def list_tiny_imagenet(root: Path) -> Listing:

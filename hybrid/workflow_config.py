@@ -8,7 +8,10 @@
 - the config against the JSON schema generated from the run config's sections
   (hybrid.studies.config_schema), reporting the offending path and the rule broken, not
   the schema;
-- every run of every study resolved and validated (hybrid.studies.resolve_runs);
+- every run of every study resolved and validated (hybrid.studies.resolve_runs), with the
+  defaults that follow the data filled in (hybrid.config.parse_run_config): an image
+  folder's `model.num_classes` is read from its train split's class folders, so the folder
+  must be at `dataset.root` when the workflow starts, or the run must set it;
 - the analysis sections against those runs: a comparison's study, its arms' columns and
   values, its `by` columns and its reference's `where`; a sweep's study, an axis that the
   study varies and a default among that axis' levels;

@@ -92,10 +92,19 @@ def test_a_missing_pack_names_the_command_that_makes_it(tmp_path):
 
 
 @pytest.mark.parametrize("data,message", [
-    ({"dataset": {"name": "imagefolder"}}, r"model\.num_classes: dataset imagefolder needs it"),
-    ({"dataset": {"name": "imagenette"}}, r"train\.augmentation: pad-crop keeps the image size"),
+    ({"dataset": {"name": "imagefolder", "root": "nowhere"}},
+     r"model\.num_classes: dataset imagefolder takes it from the class folders of its train split, but "
+     r"nowhere/train is not a folder.*; put the image folder at dataset\.root before the workflow starts, "
+     r"or set model\.num_classes"),
+    ({"dataset": {"name": "imagenette", "crop_size": 128}}, r"train\.augmentation: pad-crop keeps the image size, "
+     r"but dataset\.crop_size 128 differs from the packed 160 px; .* or leave dataset\.crop_size out"),
     ({"dataset": {"name": "cifar10", "image_size": 64}}, r"dataset\.image_size: only the packed data sets"),
     ({"dataset": {"name": "tiny-imagenet", "crop_size": 72}}, r"dataset\.crop_size: 72 is larger than the packed"),
+    # an explicit crop larger than the pack stays an error, whatever the recipe
+    ({"dataset": {"name": "imagefolder", "image_size": 32, "crop_size": 224}, "model": {"num_classes": 3},
+      "train": {"recipe": "torchvision-imagenet"}},
+     r"dataset\.crop_size: 224 is larger than the packed images \(dataset\.image_size 32\); lower it, leave it "
+     r"out to take the packed side, or raise dataset\.image_size"),
     ({"dataset": {"name": "tiny-imagenet", "val_fraction": 0.1}, "train": {"epochs": 1}}, None),
 ])
 def test_packed_data_set_keys_are_checked(data, message):
@@ -106,6 +115,48 @@ def test_packed_data_set_keys_are_checked(data, message):
         return
     with pytest.raises(ValueError, match=message):
         parse_run_config(data)
+
+
+TORCHVISION = {"recipe": "torchvision-imagenet"}  # random-resized crops
+
+
+@pytest.mark.parametrize("dataset,train,crop", [
+    # random-resized crops: the data set's conventional crop from images at least that large
+    ({"name": "imagefolder"}, TORCHVISION, 224),
+    ({"name": "imagefolder", "image_size": 288}, TORCHVISION, 224),
+    ({"name": "imagenette"}, TORCHVISION, 128),
+    ({"name": "tiny-imagenet", "image_size": 96}, TORCHVISION, 64),
+    # ... and the whole image from smaller ones, never a crop larger than the pack
+    ({"name": "imagefolder", "image_size": 32}, TORCHVISION, 32),
+    ({"name": "imagefolder", "image_size": 160}, {"augmentation": "random-resized-crop"}, 160),
+    ({"name": "tiny-imagenet", "image_size": 32}, TORCHVISION, 32),
+    # pad-crop (every CIFAR recipe) keeps the image size: the packed side
+    ({"name": "imagefolder", "image_size": 32}, {}, 32),
+    ({"name": "imagefolder"}, {}, 256),
+    ({"name": "imagenette"}, {"recipe": "official-diffstride"}, 160),
+    ({"name": "tiny-imagenet"}, {}, 64),
+    # an explicit crop stands
+    ({"name": "imagefolder", "image_size": 40, "crop_size": 32}, TORCHVISION, 32),
+])
+def test_the_crop_follows_the_packed_side_and_the_augmentation(dataset, train, crop):
+    run = parse_run_config({"dataset": dataset, "model": {"num_classes": 3}, "train": train})
+    assert run.dataset.input_size == crop
+    yaml_again = parse_run_config(run.to_dict())  # run.yaml, as the workflow writes it, reads back the same
+    assert yaml_again.dataset.input_size == crop and yaml_again.run_id() == run.run_id()
+    # the conventional crop stays unwritten, as before this default: those runs keep their ids
+    conventional = {"imagefolder": 224, "imagenette": 128, "tiny-imagenet": 64}[dataset["name"]]
+    assert run.dataset.crop_size == dataset.get("crop_size", None if crop == conventional else crop)
+
+
+def test_a_crop_left_out_and_the_same_crop_written_out_are_one_run():
+    # the ids computed before the crop followed the data: the workaround (crop_size written
+    # out) trained the run that leaving it out now asks for, and keeps its id and results
+    left_out = {"dataset": {"name": "imagefolder", "image_size": 32}, "model": {"num_classes": 3}}
+    written = {"dataset": {"name": "imagefolder", "image_size": 32, "crop_size": 32}, "model": {"num_classes": 3}}
+    assert parse_run_config(left_out).run_id() == parse_run_config(written).run_id() == "2157988d90a756ac"
+    # the runs that left out a conventional crop keep the ids they had (crop_size unwritten)
+    tiny = parse_run_config({"dataset": {"name": "tiny-imagenet"}, "train": TORCHVISION})
+    assert tiny.dataset.crop_size is None and tiny.run_id() == "4c6b39b3fe285948"
 
 
 def test_new_keys_at_their_defaults_keep_every_run_id():

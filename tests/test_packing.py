@@ -15,6 +15,7 @@ from PIL import Image
 
 from hybrid.packing import (
     PackingError,
+    imagefolder_classes,
     list_images,
     load_packed,
     main,
@@ -145,6 +146,17 @@ def make_tiny_imagenet(root):
     (base / "val" / "val_annotations.txt").write_text(
         "".join(f"{name}\t{wnid}\t0\t1\t60\t62\n" for name, wnid in annotations.items()))
     return root
+
+
+def test_imagefolder_classes_are_the_listing_s_without_reading_an_image(imagefolder, tmp_path):
+    (imagefolder / "train" / ".cache").mkdir()  # hidden: no class, as packing skips it
+    (imagefolder / "train" / "notes.txt").write_text("not a class")
+    assert imagefolder_classes(imagefolder) == list_images("imagefolder", imagefolder).classes == ("cat", "dog", "emu")
+    with pytest.raises(PackingError, match=r"nowhere/train is not a folder: imagefolder expects ROOT/train/<class>"):
+        imagefolder_classes(tmp_path / "nowhere")
+    (tmp_path / "bare" / "train").mkdir(parents=True)
+    with pytest.raises(PackingError, match=r"bare/train: no class folders"):
+        imagefolder_classes(tmp_path / "bare")
 
 
 def test_tiny_imagenet_layout_from_either_root(tmp_path):

@@ -1,5 +1,6 @@
 """The workflow on a packed data set: a generated image folder is checked, packed once and
-trained from, a study across two data sets gets a claims row per data set."""
+trained from, a study across two data sets gets a claims row per data set; an image folder
+set only by its name, root and packed side takes its crop and class count from the data."""
 
 import csv
 import json
@@ -8,11 +9,70 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from test_packed_training import write_folder
+from hybrid.data import packed_dir
+from hybrid.packing import pack
+from hybrid.train import main as train_main
+from hybrid.workflow_config import ConfigError, check_config
+from test_packed_training import CLASSES, write_folder
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def folder_config(folder, **train) -> dict:
+    """A workflow config of one image-folder run: the data set by its name, root and packed
+    side only (no crop_size, no num_classes), on a tiny net for one epoch."""
+    return {
+        "base": {
+            "dataset": {"name": "imagefolder", "root": str(folder), "image_size": 32},
+            "model": {"width": 4, "downsample": "strided"},
+            "train": {"epochs": 1, "batch_size": 8, "device": "cpu", "eval_batch_size": 9, "threads": 1, **train},
+            "tracking": {"enabled": False},
+        },
+        "studies": {"folder": {"vary": {"seed": [0]}}},
+    }
+
+
+@pytest.mark.parametrize("train", [{}, {"recipe": "torchvision-imagenet"}], ids=["pad-crop", "random-resized-crop"])
+def test_an_image_folder_at_32_px_without_crop_or_class_count_trains(tmp_path, train):
+    """The done-when of dataset.name imagefolder, image_size 32: resolved as the workflow does
+    (check_config), written to run.yaml as its run_config rule does, trained by hybrid.train."""
+    folder = tmp_path / "folder"
+    write_folder(folder, per_class=(8, 3))
+    (run,) = check_config(folder_config(folder, **train))
+    assert run.config.model.num_classes == len(CLASSES) and run.config.dataset.input_size == 32
+    pack("imagefolder", folder, packed_dir(run.config.dataset), run.config.dataset.packed_size, workers=1)
+    out = tmp_path / "results" / "runs" / run.run_id
+    out.mkdir(parents=True)
+    (out / "run.yaml").write_text(yaml.safe_dump(run.config.to_dict(), sort_keys=False))
+    assert train_main(["--run-config", str(out / "run.yaml"), "--out", str(out),
+                       "--results-dir", str(tmp_path / "results")]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed" and result["epochs_completed"] == 1
+    assert result["run_id"] == run.run_id  # the id the workflow gave it, read back from run.yaml
+
+
+def test_the_workflow_check_reads_num_classes_from_the_image_folder(tmp_path):
+    folder = tmp_path / "folder"
+    write_folder(folder, per_class=(1, 1))
+    (filled,) = check_config(folder_config(folder))
+    assert filled.config.model.num_classes == 3
+    explicit = folder_config(folder)
+    explicit["base"]["model"]["num_classes"] = 3
+    (given,) = check_config(explicit)
+    assert filled.run_id == given.run_id  # the same model, the same run
+    (folder / "train" / "dog").mkdir()  # a class more: another model, another run
+    (grown,) = check_config(folder_config(folder))
+    assert grown.config.model.num_classes == 4 and grown.run_id != filled.run_id
+    with pytest.raises(ConfigError, match=r"studies\.folder .*model\.num_classes: dataset imagefolder takes it from "
+                                          r"the class folders of its train split, but .*elsewhere/train is not a "
+                                          r"folder.*; put the image folder at dataset\.root before the workflow "
+                                          r"starts, or set model\.num_classes"):
+        check_config(folder_config(tmp_path / "elsewhere"))
+    assert check_config(explicit | {"base": {**explicit["base"], "dataset": {
+        "name": "imagefolder", "root": str(tmp_path / "elsewhere"), "image_size": 32}}})[0].run_id == given.run_id
 
 
 def test_a_study_on_image_folders_packs_once_and_reports_a_claim_per_data_set(tmp_path):
