@@ -18,14 +18,29 @@ One training run is one MLflow run, found again by its tag `config_hash` (the ru
 config's content hash; stores written before the tag was renamed are found by their old
 `run_id` tag): a resumed training continues its MLflow run, and `sync` never duplicates a
 run or a metric point. Runs carry MLflow's standard source tags (`mlflow.source.git.commit`,
-`mlflow.source.git.branch`, `mlflow.source.name`, `mlflow.source.type`) and, from the
-workflow, `variant` and `studies`, so that the UI filters by study. A diverged run is a result, not a crash: it ends FINISHED with tag
-`status=diverged`; only an interrupted run ends KILLED (and is reopened on resume).
+`mlflow.source.git.branch`, `mlflow.source.name`, `mlflow.source.type`) and the workflow's
+`variant` and `studies` from `results/runs.csv`, so that the UI filters by study: a training
+run reads its own row when it starts (`study_labels`), and `sync` sets every run's labels
+anew, so a study added later relabels finished runs without retraining them. Params are the
+resolved config's keys, unset (None) ones left out. A diverged run is a result, not a
+crash: it ends FINISHED with tag `status=diverged`; only an interrupted run ends KILLED (and
+is reopened on resume).
+
+Experiments are tagged `mlflow.experimentKind=custom_model_development`, created so or
+tagged when they lack it: without the tag MLflow 3's UI opens an experiment on its GenAI
+pages (traces, evaluations) rather than its runs, charts and metrics.
+
+System metrics: a training run samples CPU, memory, disk and network (and NVIDIA GPUs where
+`nvidia-ml-py` is installed) with MLflow's own `SystemMetricsMonitor`, run against the
+client's run id, as `system/*` metrics every 10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL);
+MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false turns it off. It needs `psutil`; without it the
+run logs one line and goes on without.
 
 Fast failure: MLflow's HTTP client retries for minutes by default. For http(s) URIs,
-`start()` first GETs `<uri>/health` with a 3 s timeout, and every MLflow call the tracker
-makes runs with MLFLOW_HTTP_REQUEST_MAX_RETRIES=1, MLFLOW_HTTP_REQUEST_TIMEOUT=5 and
-MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 (unless the user set them), so a server that goes
+`start()` first GETs `<uri>/health` with a 3 s timeout, and from `start()` to `finish()` or
+`close_interrupted()` MLflow's HTTP calls in the process (the tracker's and the system
+metrics thread's) run with MLFLOW_HTTP_REQUEST_MAX_RETRIES=1, MLFLOW_HTTP_REQUEST_TIMEOUT=5
+and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR=1 (unless the user set them), so a server that goes
 away mid-run costs seconds once, not minutes per epoch. `sync` keeps MLflow's patient
 defaults: nothing waits on it.
 """
@@ -35,6 +50,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -52,6 +69,13 @@ ARTIFACTS = ("result.json", "history.csv", "weights.pt")  # each logged when the
 CONFIG_HASH = "config_hash"  # the tag naming a run's config hash (RunConfig.run_id)
 OLD_CONFIG_HASH = "run_id"  # its name before, easily taken for MLflow's own run id
 SOURCE_COMMIT = "mlflow.source.git.commit"
+# The experiment tag MLflow 3's UI reads to pick an experiment's pages, and its value for
+# model training ("Machine learning"; mlflow/server/js/src/experiment-tracking/constants.ts,
+# ExperimentKind.CUSTOM_MODEL_DEVELOPMENT). Without it the UI opens the GenAI pages.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT = "custom_model_development"
+# The run tags that come from the workflow's runs.csv; `sync` keeps them up to date.
+LABELS = ("variant", "studies")
 # Where a SQLite store beside the results keeps artifacts; `sync` skips it (it holds result.json copies).
 ARTIFACT_DIR = "mlartifacts"
 # MLflow's limits (mlflow.utils.validation): values longer than this are rejected.
@@ -78,11 +102,14 @@ def resolve_tracking_uri(configured: str | None, results_dir) -> str:
 def flatten(config: dict, prefix: str = "") -> dict[str, str]:
     """Nested dict to dotted string params: {"model": {"smoothness": 4.0}} -> {"model.smoothness": "4.0"}.
 
-    Lists become JSON strings; values past MLflow's length limit are cut and marked with "...".
+    Unset (None) values are left out, not logged as "None"; lists become JSON strings; values
+    past MLflow's length limit are cut and marked with "...".
     """
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
+        if value is None:
+            continue
         if isinstance(value, dict) and value:
             flat.update(flatten(value, f"{name}."))
             continue
@@ -122,34 +149,42 @@ def _client(uri: str):
 
 
 def _experiment_id(client, uri: str, name: str) -> str:
-    """The id of experiment `name`, created (artifacts beside a SQLite store) when missing."""
+    """The id of experiment `name`, created (artifacts beside a SQLite store) when missing,
+    and tagged as a model-training experiment (EXPERIMENT_KIND_TAG) when it lacks the kind."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):  # MLflow would put artifacts under ./mlruns of the cwd
-        slug = re.sub(r"[^\w.-]+", "_", name)
-        location = (Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACT_DIR / slug).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # another job created it meanwhile
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # MLflow would put artifacts under ./mlruns of the cwd
+            slug = re.sub(r"[^\w.-]+", "_", name)
+            location = (Path(uri[len("sqlite:///"):]).resolve().parent / ARTIFACT_DIR / slug).as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location,
+                                            tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT})
+        except Exception:  # another job created it meanwhile
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    if not experiment.tags.get(EXPERIMENT_KIND_TAG):  # made before the tag, or by hand: a user's kind stays
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT)
+    return experiment.experiment_id
 
 
 class StoreError(RuntimeError):
     """An MLflow store that cannot be opened; the message names it and what to do."""
 
 
-def open_store(uri: str, experiment: str):
+def open_store(uri: str, experiment: str | None = None):
     """(client, experiment id) of `experiment` in the store at `uri`, creating either when
-    missing; a store that fails to open raises StoreError naming it and the fix."""
+    missing; without `experiment`, (client, None) of the store alone (MLflow's own "Default"
+    experiment is all it creates). A store that fails to open raises StoreError naming it and
+    the fix."""
     try:
         client = _client(uri)
+        if experiment is None:
+            client.search_experiments(max_results=1)  # opens (or builds) the store now, not mid-sync
+            return client, None
         return client, _experiment_id(client, uri, experiment)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy, alembic and HTTP errors alike
         detail = " ".join(str(err).split())[:300]
@@ -193,6 +228,17 @@ def _log_batch(client, mlflow_run_id: str, metrics=(), params=(), tags=()) -> No
         client.log_batch(mlflow_run_id, metrics=metrics[i: i + MAX_METRICS_PER_BATCH])
 
 
+def _set_labels(client, run, labels: dict[str, str]) -> bool:
+    """Make the run's label tags say `labels` (an empty value removes the tag); whether any changed."""
+    tags = run.data.tags
+    changed = [(k, v) for k, v in labels.items() if v and tags.get(k) != v]
+    dropped = [k for k, v in labels.items() if not v and k in tags]
+    _log_batch(client, run.info.run_id, tags=changed)
+    for key in dropped:
+        client.delete_tag(run.info.run_id, key)
+    return bool(changed or dropped)
+
+
 def _base_tags(run_id: str, extra: dict | None) -> dict[str, str]:
     tags = {CONFIG_HASH: run_id, "host": socket.gethostname()}
     if os.environ.get("SLURM_JOB_ID"):
@@ -220,11 +266,30 @@ def _log_outcome(client, run, out_dir: Path, status: str, result: dict) -> bool:
     return bool(missing or finals or tags)
 
 
+def _system_metrics(uri: str, mlflow_run_id: str, resumed: bool):
+    """MLflow's SystemMetricsMonitor, started on the client run `mlflow_run_id` (its steps
+    continuing a resumed run's); None where it is switched off or cannot run."""
+    if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").strip().lower() in ("false", "0"):
+        return None
+    if importlib.util.find_spec("psutil") is None:
+        log.info("MLflow system metrics off: they need psutil (pip install psutil)")
+        return None
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    if "tracking_uri" not in inspect.signature(SystemMetricsMonitor).parameters:
+        log.info("MLflow system metrics off: this MLflow's monitor cannot log to a client's store")
+        return None
+    monitor = SystemMetricsMonitor(mlflow_run_id, resume_logging=resumed, tracking_uri=uri)
+    monitor.start()
+    return monitor
+
+
 class RunTracker:
     """Mirror one training run into MLflow; never lets MLflow failures stop training.
 
     After the first failing call the tracker logs one warning and ignores all later calls.
-    `uri=None` means tracking is off: every call is a silent no-op.
+    `uri=None` means tracking is off: every call is a silent no-op. Between `start()` and
+    `finish()` or `close_interrupted()` a thread samples system metrics into the run.
     """
 
     def __init__(self, uri: str | None, experiment: str, run_id: str, run_name: str, config: dict,
@@ -235,6 +300,8 @@ class RunTracker:
         self.disabled = uri is None
         self._client = None
         self._logged: dict[str, set[int]] = {}
+        self._monitor = None  # the system metrics thread, while the run is open
+        self._session = contextlib.ExitStack()  # fast HTTP settings, while the run is open
 
     def _guard(self, action: str, call) -> None:
         if self.disabled or (self.mlflow_run_id is None and action != "start"):
@@ -249,27 +316,49 @@ class RunTracker:
                         self.uri, action, type(err).__name__, err)
 
     def start(self) -> None:
-        """Continue the MLflow run tagged with this run_id, else create it."""
+        """Continue the MLflow run tagged with this run_id, else create it; start sampling system metrics."""
+        if self.disabled:
+            return
+        self._session.enter_context(_fast_http())  # the system metrics thread calls MLflow too
         self._guard("start", self._start)
+        if self.disabled:
+            self._session.close()
 
     def _start(self) -> None:
         _probe(self.uri)
         client = _client(self.uri)
         experiment_id = _experiment_id(client, self.uri, self.experiment)
         run = _find_run(client, experiment_id, self.run_id)
+        resumed = run is not None
         if run is None:
             run = client.create_run(experiment_id, run_name=self.run_name, tags={CONFIG_HASH: self.run_id})
         else:
-            client.update_run(run.info.run_id, status="RUNNING")
+            client.update_run(run.info.run_id, status="RUNNING",
+                              name=self.run_name if run.info.run_name != self.run_name else None)
             self._logged = _logged_steps(client, run)
         params = [(k, v) for k, v in flatten(self.config).items() if k not in run.data.params]
         _log_batch(client, run.info.run_id, params=params, tags=_base_tags(self.run_id, self.tags).items())
         self._client, self.mlflow_run_id = client, run.info.run_id
+        try:
+            self._monitor = _system_metrics(self.uri, run.info.run_id, resumed)
+        except Exception as err:  # noqa: BLE001 - a run without system metrics is still a tracked run
+            log.warning("MLflow system metrics off (%s: %s); the run is tracked without them", type(err).__name__, err)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Log one epoch's metrics at step=epoch (skipping points a previous session logged)."""
         points = [(k, v, epoch) for k, v in metrics.items() if v is not None and epoch not in self._logged.get(k, ())]
         self._guard("log_epoch", lambda: _log_batch(self._client, self.mlflow_run_id, metrics=points))
+
+    def _end(self, action: str, call) -> None:
+        """Stop the system metrics thread (logging its last samples), then `call`, then restore
+        MLflow's HTTP settings; the thread stops even where tracking failed earlier."""
+        monitor, self._monitor = self._monitor, None
+        try:
+            if monitor is not None:
+                monitor.finish()  # joins the thread: before the run ends, so no sample lands after it
+            self._guard(action, call)
+        finally:
+            self._session.close()
 
     def finish(self, status: str, out_dir) -> None:
         """Log result.json and history.csv, tag `status`, end the run FINISHED (diverged too)."""
@@ -278,11 +367,11 @@ class RunTracker:
             result = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else {}
             _log_outcome(self._client, self._client.get_run(self.mlflow_run_id), out, status, result)
             self._client.set_terminated(self.mlflow_run_id, status="FINISHED")
-        self._guard("finish", call)
+        self._end("finish", call)
 
     def close_interrupted(self) -> None:
         """End the run KILLED (SIGTERM, crash); a resume reopens it."""
-        self._guard("close_interrupted", lambda: self._client.set_terminated(self.mlflow_run_id, status="KILLED"))
+        self._end("close_interrupted", lambda: self._client.set_terminated(self.mlflow_run_id, status="KILLED"))
 
 
 def read_history(path: Path) -> list[tuple[str, float, int]]:
@@ -299,46 +388,74 @@ def read_history(path: Path) -> list[tuple[str, float, int]]:
     return points
 
 
-def _sync_run(client, uri: str, out_dir: Path, result: dict, experiment: str,
+def _sync_run(client, experiment_id: str, out_dir: Path, result: dict, name: str | None = None,
               labels: dict[str, str] | None = None) -> str:
-    """Log what MLflow lacks of one result directory (and its `labels`, e.g. variant and
-    studies, as tags); returns created, updated or unchanged."""
+    """Log what MLflow lacks of one result directory, name its run `name` (else result.json's)
+    and set its `labels` tags (an empty value removes one; None leaves them alone); returns
+    created, updated or unchanged."""
     run_id, config = str(result["run_id"]), result.get("config", {})
-    experiment_id = _experiment_id(client, uri, experiment)
+    name = name or result.get("run_name")
     run = _find_run(client, experiment_id, run_id)
     outcome = "updated"
     if run is None:
-        run = client.create_run(experiment_id, run_name=result.get("run_name"), tags={CONFIG_HASH: run_id})
+        run = client.create_run(experiment_id, run_name=name, tags={CONFIG_HASH: run_id})
         outcome = "created"
+    renamed = bool(name) and run.info.run_name != name
+    if renamed:
+        client.update_run(run.info.run_id, name=name)
     params = [(k, v) for k, v in flatten(config).items() if k not in run.data.params]
     logged = _logged_steps(client, run)
     points = [p for p in read_history(out_dir / "history.csv") if p[2] not in logged.get(p[0], ())]
-    tags = [(k, v) for k, v in (labels or {}).items() if v and run.data.tags.get(k) != v]
-    _log_batch(client, run.info.run_id, metrics=points, params=params, tags=tags)
+    _log_batch(client, run.info.run_id, metrics=points, params=params)
+    relabelled = _set_labels(client, run, labels or {})
     status = str(result.get("status", "completed"))
     changed = _log_outcome(client, client.get_run(run.info.run_id), out_dir, status, result)
     if run.info.status != "FINISHED":
         client.set_terminated(run.info.run_id, status="FINISHED")
         changed = True
-    return outcome if outcome == "created" or params or points or tags or changed else "unchanged"
+    return outcome if outcome == "created" or renamed or params or points or relabelled or changed else "unchanged"
+
+
+def _runs_csv_rows(runs_csv: Path) -> dict[str, dict[str, str]]:
+    with runs_csv.open(newline="") as f:
+        return {row["run_id"]: row for row in csv.DictReader(f) if row.get("run_id")}
 
 
 def run_labels(runs_csv: Path) -> dict[str, dict[str, str]]:
-    """{run id: {variant, studies}} from the workflow's runs.csv, where there is one."""
+    """{run id: {variant, studies, name}} from the workflow's runs.csv, where there is one."""
     if not runs_csv.is_file():
         return {}
-    with runs_csv.open(newline="") as f:
-        return {row["run_id"]: {"variant": row.get("variant", ""), "studies": row.get("studies", "")}
-                for row in csv.DictReader(f)}
+    return {run_id: {key: row.get(key) or "" for key in (*LABELS, "name")}
+            for run_id, row in _runs_csv_rows(runs_csv).items()}
+
+
+def study_labels(results_dir, run_id: str) -> dict[str, str]:
+    """The MLflow tags `variant` and `studies` of run `run_id` (a config hash) from
+    `<results_dir>/runs.csv`, for a training run to carry from its start; empty ones left
+    out, and {} where the file or its row is missing (a run outside the workflow) or the file
+    cannot be read (one warning: labels never stop training; `sync` sets them later)."""
+    runs_csv = Path(results_dir) / "runs.csv"
+    try:
+        row = _runs_csv_rows(runs_csv).get(run_id, {}) if runs_csv.is_file() else {}
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        log.warning("%s is unreadable (%s: %s); run %s starts without its variant and studies tags",
+                    runs_csv, type(err).__name__, err, run_id)
+        return {}
+    return {key: row[key] for key in LABELS if row.get(key)}
 
 
 def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> dict:
-    """Log every result.json under `results_dir` that MLflow lacks, or lacks in part. Idempotent."""
+    """Log every result.json under `results_dir` that MLflow lacks, or lacks in part, and set
+    every run's name and `variant` and `studies` tags from runs.csv where there is one (a
+    run in no study loses its `studies` tag). Creates no experiment that no run logs to.
+    Idempotent."""
     results_dir = Path(results_dir)
     uri = resolve_tracking_uri(uri, results_dir)
-    client, _ = open_store(uri, experiment or DEFAULT_EXPERIMENT)
+    client, _ = open_store(uri)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
-    labels = run_labels(results_dir / "runs.csv")
+    runs_csv = results_dir / "runs.csv"
+    labels = run_labels(runs_csv)
+    experiment_ids: dict[str, str] = {}
     for path in sorted(results_dir.rglob("result.json")):
         if {ARTIFACT_DIR, "mlruns"} & set(path.relative_to(results_dir).parts):
             continue  # a copy logged as an artifact, not a run directory
@@ -349,7 +466,13 @@ def sync(results_dir, uri: str | None = None, experiment: str | None = None) -> 
         if "run_id" not in result:
             raise ValueError(f"{path} has no 'run_id', so it is no training result; move it out of {results_dir}")
         name = experiment or (result.get("config", {}).get("tracking") or {}).get("experiment") or DEFAULT_EXPERIMENT
-        counts[_sync_run(client, uri, path.parent, result, name, labels.get(str(result["run_id"])))] += 1
+        if name not in experiment_ids:
+            experiment_ids[name] = _experiment_id(client, uri, name)
+        row = labels.get(str(result["run_id"]))
+        if row is None:  # no runs.csv: labels stay as they are; a run in no study: no studies tag
+            row = {"studies": ""} if runs_csv.is_file() else {}
+        tags = {key: row[key] for key in LABELS if key in row}
+        counts[_sync_run(client, experiment_ids[name], path.parent, result, row.get("name"), tags)] += 1
     return counts
 
 

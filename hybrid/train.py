@@ -59,7 +59,7 @@ from hybrid.config import RunConfig, TrainConfig, load_run_config
 from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
 from hybrid.feeding import DeviceFeeder, StreamFeeder, center_crop_resize, random_resized_crop
 from hybrid.models import ResNet, resnet
-from hybrid.tracking import RunTracker, resolve_tracking_uri
+from hybrid.tracking import RunTracker, resolve_tracking_uri, study_labels
 
 log = logging.getLogger("hybrid.train")
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: try again (the job is retried and resumes)
@@ -328,7 +328,10 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
         stop.defer()
         tracker = RunTracker(
             resolve_tracking_uri(config.tracking.uri, results_dir) if config.tracking.enabled else None,
-            config.tracking.experiment, run_id, config.display_name(), config.to_dict(), tags=run_tags(tags),
+            config.tracking.experiment, run_id, config.display_name(), config.to_dict(),
+            # the run's studies and variant from the workflow's runs.csv (no job parameter:
+            # one would make every finished run stale when a study is added); --tag wins
+            tags=run_tags({**study_labels(results_dir, run_id), **(tags or {})}),
         )
         tracker.start()
 
@@ -481,7 +484,7 @@ def git_commit() -> str:
 
 def run_tags(extra: dict[str, str] | None = None) -> dict[str, str]:
     """MLflow's standard source tags, as its own run context would set them, and `extra`
-    (the workflow passes the run's variant and studies)."""
+    (the run's variant and studies from runs.csv, and any `--tag`)."""
     tags = {"mlflow.source.git.commit": git_commit(), "mlflow.source.name": "hybrid.train",
             "mlflow.source.type": "LOCAL"}
     branch = _git("rev-parse", "--abbrev-ref", "HEAD")

@@ -8,13 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hybrid.tracking import RunTracker, flatten, main, resolve_tracking_uri, sync
+from hybrid.tracking import RunTracker, flatten, main, resolve_tracking_uri, study_labels, sync
 
 EXPERIMENT = "test-hybrid"
 STRIDE = "stride/layer2.0.pool/v"
@@ -88,7 +89,8 @@ def test_flatten_gives_dotted_string_params_within_mlflow_limits():
     flat = flatten({**config(), "notes": "x" * 10_000, "extra": {}})
     assert flat["model.smoothness"] == "4.0"
     assert flat["model.init_strides"] == "[2.0, 2.0]"
-    assert flat["tracking.uri"] == "None" and flat["seed"] == "0" and flat["extra"] == "{}"
+    assert flat["seed"] == "0" and flat["extra"] == "{}" and flat["tracking.experiment"] == EXPERIMENT
+    assert "tracking.uri" not in flat and "None" not in flat.values()  # unset is left out, not "None"
     assert len(flat["notes"]) == 6000 and flat["notes"].endswith("...")
 
 
@@ -280,3 +282,171 @@ def test_sync_finds_runs_by_their_old_tag_and_labels_them_from_runs_csv(tmp_path
     assert (run.data.tags["variant"], run.data.tags["studies"]) == ("hybrid", "pooling;smoothness")
     assert run.data.tags["mlflow.source.git.commit"] == "abc123"
     assert sync(tmp_path, uri) == {"created": 0, "updated": 0, "unchanged": 1}
+
+
+# --- what users of MLflow 3 expect: the experiment's kind, readable names, no "None" params,
+# --- labels kept current by sync, system metrics --------------------------------------------
+
+KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflow 3's UI: "Machine learning"
+
+
+def kind_of(client, name: str) -> str | None:
+    return client.get_experiment_by_name(name).tags.get(KIND[0])
+
+
+def test_experiments_open_as_model_training_in_mlflow_3(tmp_path):
+    """Made by init, by a training run or by sync, or made earlier without the kind: every
+    experiment the runs log to carries the kind tag; a kind a user chose stays."""
+    uri = sqlite_uri(tmp_path)
+    main(["init", str(tmp_path), "--experiment", "made-by-init"])
+    client = MlflowClient(tracking_uri=uri)
+    client.create_experiment(EXPERIMENT)  # an older store: no kind
+    client.create_experiment("chosen", tags={KIND[0]: "genai_development"})
+    assert kind_of(client, EXPERIMENT) is None
+    RunTracker(uri, EXPERIMENT, "r1", "run one", config()).close_interrupted()  # never started: no-op
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "run one", config())
+    tracker.start()
+    tracker.close_interrupted()
+    write_run(tmp_path / "runs" / "r2", "r2")
+    sync(tmp_path, uri, experiment="made-by-sync")
+    main(["init", str(tmp_path), "--experiment", "chosen"])
+    assert [kind_of(client, name) for name in ("made-by-init", EXPERIMENT, "made-by-sync", "chosen")] == [
+        KIND[1], KIND[1], KIND[1], "genai_development"]
+
+
+def test_run_names_are_key_value_pairs_with_the_recipe_and_sync_renames_runs(tmp_path):
+    from hybrid.config import parse_run_config
+
+    run = parse_run_config({"dataset": {"name": "cifar10"}, "model": {"downsample": "diffstride"}, "seed": 2})
+    name = run.display_name()  # a run config without a name (the workflow's runs are named in hybrid.studies)
+    assert name == "dataset=cifar10 downsample=diffstride recipe=hybrid-paper seed=2"
+    # A run named in the old style is renamed by a resumed training, and by sync from runs.csv.
+    uri = sqlite_uri(tmp_path)
+    old = RunTracker(uri, EXPERIMENT, "r1", "cifar10/hybrid/seed0", config())
+    old.start()
+    old.close_interrupted()
+    resumed = RunTracker(uri, EXPERIMENT, "r1", name, config())
+    resumed.start()
+    resumed.close_interrupted()
+    client, [run] = runs(uri)
+    assert run.info.run_name == name
+    write_run(tmp_path / "runs" / "r1", "r1")  # its result.json still has the old name
+    new = "dataset=cifar10 variant=hybrid recipe=hybrid-paper model.smoothness=4 seed=0"
+    (tmp_path / "runs.csv").write_text(f"run_id,name,studies,variant,seed\nr1,{new},smoothness,hybrid,0\n")
+    sync(tmp_path, uri)
+    client, [run] = runs(uri)
+    assert run.info.run_name == new
+
+
+def test_no_param_is_the_string_none(tmp_path):
+    uri = sqlite_uri(tmp_path)
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "run one", config())
+    tracker.start()
+    tracker.close_interrupted()
+    write_run(tmp_path / "runs" / "r2", "r2")
+    sync(tmp_path, uri)
+    client, found = runs(uri)
+    assert len(found) == 2
+    for run in found:
+        assert "tracking.experiment" in run.data.params and "tracking.uri" not in run.data.params
+        assert "None" not in run.data.params.values()
+
+
+def test_sync_creates_no_experiment_that_no_run_logs_to(tmp_path, monkeypatch):
+    """The workflow's sync passes no --experiment: it used to create the default experiment
+    ("hybrid-pooling") beside the one the runs log to, empty."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    main(["init", str(tmp_path), "--experiment", EXPERIMENT])
+    client = MlflowClient(tracking_uri=sqlite_uri(tmp_path))
+    before = {e.name for e in client.search_experiments()}
+    assert before == {"Default", EXPERIMENT}  # MLflow's SQL store always has "Default"
+    write_run(tmp_path / "runs" / "r1", "r1")  # its config logs to EXPERIMENT
+    assert main(["sync", str(tmp_path)]) == {"created": 1, "updated": 0, "unchanged": 0}
+    assert {e.name for e in client.search_experiments()} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sync(empty)  # nothing to sync: the store, with only MLflow's own "Default"
+    assert [e.name for e in MlflowClient(tracking_uri=sqlite_uri(empty)).search_experiments()] == ["Default"]
+
+
+def test_sync_keeps_variant_and_studies_tags_current_with_runs_csv(tmp_path):
+    """A study added after a run finished: sync relabels the run, which is not retrained;
+    a run no study holds any more loses its studies tag."""
+    uri = sqlite_uri(tmp_path)
+    for run_id in ("r1", "r2"):
+        write_run(tmp_path / "runs" / run_id, run_id)
+    header = "run_id,name,studies,variant,seed\n"
+    (tmp_path / "runs.csv").write_text(header + "r1,a,pooling,hybrid,0\nr2,b,pooling,,0\n")
+    assert sync(tmp_path, uri) == {"created": 2, "updated": 0, "unchanged": 0}
+    client, found = runs(uri)
+    tags = {run.data.tags["config_hash"]: run.data.tags for run in found}
+    assert (tags["r1"]["studies"], tags["r1"]["variant"], tags["r2"]["studies"]) == ("pooling", "hybrid", "pooling")
+    assert "variant" not in tags["r2"]  # a custom run has no variant
+
+    (tmp_path / "runs.csv").write_text(header + "r1,a,pooling;smoothness,hybrid,0\n")
+    assert sync(tmp_path, uri) == {"created": 0, "updated": 2, "unchanged": 0}
+    client, found = runs(uri)
+    tags = {run.data.tags["config_hash"]: run.data.tags for run in found}
+    assert tags["r1"]["studies"] == "pooling;smoothness" and "studies" not in tags["r2"]
+    assert sync(tmp_path, uri) == {"created": 0, "updated": 0, "unchanged": 2}
+
+
+def test_a_training_run_reads_its_own_labels_from_runs_csv(tmp_path):
+    assert study_labels(tmp_path, "r1") == {}  # no runs.csv: a run outside the workflow
+    (tmp_path / "runs.csv").write_text(
+        "run_id,name,studies,variant,seed\nr1,a,pooling;smoothness,hybrid,0\nr2,b,pooling,,0\n")
+    assert study_labels(tmp_path, "r1") == {"variant": "hybrid", "studies": "pooling;smoothness"}
+    assert study_labels(tmp_path, "r2") == {"studies": "pooling"}
+    assert study_labels(tmp_path, "r9") == {}  # a run no study holds
+    uri = sqlite_uri(tmp_path)
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "run one", config(), tags=study_labels(tmp_path, "r1"))
+    tracker.start()
+    client, [run] = runs(uri)
+    assert run.info.status == "RUNNING" and run.data.tags["studies"] == "pooling;smoothness"
+    tracker.close_interrupted()
+
+
+def system_steps(client, run) -> list[int]:
+    return steps(client, run, "system/cpu_utilization_percentage")
+
+
+def test_system_metrics_on_a_cpu_run_stop_with_the_run_and_continue_on_resume(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # as on a machine without a GPU
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    uri, out = sqlite_uri(tmp_path), tmp_path / "r1"
+    first = RunTracker(uri, EXPERIMENT, "r1", "run one", config())
+    first.start()
+    time.sleep(1.0)
+    first.log_epoch(1, epoch_metrics(1))
+    first.close_interrupted()
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]  # stopped, not left running
+    client, [run] = runs(uri)
+    before = system_steps(client, run)
+    assert before and "system/system_memory_usage_megabytes" in run.data.metrics and run.info.status == "KILLED"
+
+    resumed = RunTracker(uri, EXPERIMENT, "r1", "run one", config())
+    resumed.start()
+    time.sleep(1.0)
+    write_run(out, "r1")
+    resumed.finish("completed", out)
+    assert not [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor"]
+    client, [run] = runs(uri)
+    after = system_steps(client, run)
+    assert after[: len(before)] == before and len(after) > len(before) and after == sorted(set(after))
+    assert run.info.status == "FINISHED" and not resumed.disabled
+    err = capfd.readouterr().err
+    assert "WARNING" not in err and "ERROR" not in err, err
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") is None  # the run's fast HTTP settings are undone
+
+
+def test_system_metrics_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    uri = sqlite_uri(tmp_path)
+    tracker = RunTracker(uri, EXPERIMENT, "r1", "run one", config())
+    tracker.start()
+    tracker.log_epoch(1, epoch_metrics(1))
+    write_run(tmp_path / "r1", "r1")
+    tracker.finish("completed", tmp_path / "r1")
+    client, [run] = runs(uri)
+    assert not [key for key in run.data.metrics if key.startswith("system/")]

@@ -89,8 +89,10 @@ def test_final_weights_are_saved_on_request_and_load_safely(tmp_path):
 
 
 @pytest.mark.parametrize("name,floor", [
-    ("synthetic/strided/hybrid-paper/seed0", 0.6),  # measured 74%
-    ("synthetic/diffstride/none/layer4/seed0", 0.4),  # DiffStride at layer 4; measured 53%
+    ("dataset=synthetic variant=strided recipe=hybrid-paper seed=0", 0.6),  # measured 74%
+    # DiffStride at layer 4; measured 53%
+    ("dataset=synthetic variant=diffstride recipe=hybrid-paper model.head_pool=none model.downsample_at=layer4 seed=0",
+     0.4),
 ])
 def test_the_demo_runs_learn(tmp_path, name, floor):
     # Two of `make demo`'s runs as it trains them (one thread each): clearly above chance
