@@ -291,6 +291,8 @@ def claims_note(config: Mapping, table: pd.DataFrame | None = None) -> str:
                (config.get("comparisons") or {}).values()} - {None}
     text = (f"Verdict rule (alpha = {settings.alpha:g}, correction {settings.correction}, "
             f"equivalence margin {settings.equivalence_margin:g}): {stats.VERDICT_RULE} "
+            "Accuracies are in percent (%), differences in percentage points (pp); claims.csv "
+            "keeps both as fractions. "
             "paper_value: the paper's single run of the treatment; paper_delta: its claimed "
             "treatment - control; pi_low, pi_high: the 95% prediction interval of one "
             "treatment-minus-control pair of runs like ours, the yardstick for a single-run "
@@ -309,8 +311,9 @@ def single_run_sentences(table: pd.DataFrame) -> list[str]:
                           isinstance(row[c], str) and row[c])
         verb = "lies inside" if row["paper_in_pi"] else "lies outside"
         sentences.append(
-            f"{row['claim']} ({where}): the paper's single-run delta {row['paper_delta']:+.4f} "
-            f"{verb} the range [{row['pi_low']:+.4f}, {row['pi_high']:+.4f}] where 95% of "
+            f"{row['claim']} ({where}): the paper's single-run delta "
+            f"{100 * row['paper_delta']:+.2f} pp {verb} the range [{100 * row['pi_low']:+.2f}, "
+            f"{100 * row['pi_high']:+.2f}] pp where 95% of "
             f"single treatment-minus-control pairs of our runs would fall"
             + ("." if row["paper_in_pi"] else "; one run pair like ours would rarely show it."))
     return sentences

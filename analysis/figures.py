@@ -13,53 +13,41 @@ writes, under --out, `<name>.png` and `<name>.pdf` for
 - `stride_trajectories`: each DiffStride layer's learned stride per epoch, mean over seeds;
 - `accuracy_flops`: mean accuracy (t 95% CI) against mean MFLOPs (± std) per variant;
 - one figure per entry of `sweeps`: accuracy against the level with a t 95% band when the
-  levels are numbers (e.g. `smoothness`), else a heatmap of mean accuracy, levels against
-  the sweep's other `by` column (e.g. `placement`: downsample_at x head_pool).
+  levels are numbers (e.g. `smoothness`), else a heatmap of mean accuracy with its colour
+  bar and each cell's n, levels against the sweep's other `by` column (e.g. `placement`:
+  downsample_at x head_pool);
+- `claims_forest` (with a claims table, analysis.verdicts): every claim's delta in points
+  with its interval, the paper's claimed delta and the verdict in colour.
 A figure without data (its study has no runs, no history, no learned strides) is skipped
 with a printed note. Statistics come from analysis.stats; only completed runs are drawn,
-and a variant's tick label counts its diverged and missing runs.
+and a variant's tick label counts its diverged and missing runs. Accuracies are in percent,
+differences in percentage points. An interval is drawn only where its cell has enough runs
+(stats.INTERVAL_RULE); a figure says which cells it drew without one ("n = 2: no interval").
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import yaml
 
-matplotlib.use("Agg")  # headless: figures are files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import yaml  # noqa: E402
-
-from analysis import inference, stats  # noqa: E402
-from analysis.collect import (  # noqa: E402
+from analysis import inference, stats
+from analysis.figure_style import (  # noqa: F401  (COLUMN_WIDTH, save_figure: the figures' API too)
+    COLUMN_WIDTH, PANEL_HEIGHT, add_no_interval_note, has_interval, paper_style,
+    placeholder_figure, save_figure)
+from analysis.collect import (
     DATASET, RECIPE, VARIANT, in_study, read_history_table, read_runs_table, study_rows, user_errors,
     variant_studies)
-from analysis.claims import (  # noqa: E402
-    analysis_settings, as_cell, completed_runs, paper_numbers, reference_number)
-from analysis.tables import POOLING_STUDY, level_order  # noqa: E402
-
-COLUMN_WIDTH = 3.5  # inches; two columns or fewer per figure keep to it
-PANEL_HEIGHT = 1.8
-DPI = 200
-RC = {"font.size": 7, "axes.titlesize": 7, "axes.labelsize": 7, "xtick.labelsize": 7,
-      "ytick.labelsize": 7, "legend.fontsize": 7, "legend.title_fontsize": 7,
-      "axes.linewidth": 0.6, "lines.linewidth": 1.0, "lines.markersize": 3,
-      "xtick.major.width": 0.6, "ytick.major.width": 0.6, "pdf.fonttype": 42,
-      "savefig.dpi": DPI}
-
-
-@contextmanager
-def paper_style():
-    """Seaborn's ticks style with 7 pt text and embedded TrueType fonts in PDFs."""
-    with sns.axes_style("ticks"), plt.rc_context(RC):
-        yield
+from analysis.claims import (
+    analysis_settings, as_cell, claims_table, completed_runs, paper_numbers, reference_number)
+from analysis.tables import POOLING_STUDY, level_order
+from analysis.verdicts import forest_figure
 
 
 def _values(table: pd.DataFrame, column: str) -> list:
@@ -115,6 +103,20 @@ def t_band(values: pd.Series) -> pd.Series:
                       "n": x.size})
 
 
+def _percent_band(grouped) -> pd.DataFrame:
+    """t_band per group (e.g. per epoch or level), mean and bounds in percent, n as counted."""
+    band = grouped.apply(t_band).unstack().sort_index()
+    return band.assign(**{c: band[c] * 100 for c in ("mean", "low", "high")})
+
+
+def _fill_band(ax, band: pd.DataFrame, colour) -> None:
+    """The t 95% band where its point has enough runs (stats.INTERVAL_RULE), a gap elsewhere."""
+    shown = band["n"].map(has_interval).astype(bool)
+    if shown.any():
+        ax.fill_between(band.index, band["low"].where(shown), band["high"].where(shown),
+                        color=colour, alpha=0.2, linewidth=0)
+
+
 def _legend(fig, ncol: int = 3) -> None:
     """One legend below the panels, each label once."""
     unique = {}
@@ -157,12 +159,14 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
     rng = np.random.default_rng(0)  # jitter: the same figure from the same runs
     with paper_style():
         fig, axes = _grid(len(rows), len(datasets))
+        ns = []
         panels = [(i, row, j, dataset) for i, row in enumerate(rows)
                   for j, dataset in enumerate(datasets)]
         for i, row, j, dataset in panels:
             ax, panel = axes[i, j], _where(runs, **dict(zip(row_columns, row)), **{DATASET: dataset})
             variants = _values(panel, VARIANT)
             summary = stats.summarise(panel, VARIANT, metric).set_index(VARIANT)
+            ns += list(summary["n"])
             for x, variant in enumerate(variants):
                 arm = _where(panel, **{VARIANT: variant})
                 done = completed_runs(arm, metric)[metric] * 100
@@ -171,9 +175,13 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
                 cell = summary.loc[variant]
                 low, high = cell["t_ci_low"] * 100, cell["t_ci_high"] * 100
                 mean = cell["mean"] * 100
-                yerr = [[mean - low], [high - mean]] if np.isfinite(low) else None
-                ax.errorbar(x, mean, yerr=yerr, fmt="D", color="black", ms=3, capsize=2,
-                            elinewidth=0.8, zorder=3, label="mean, 95% CI")
+                if np.isfinite(low) and has_interval(cell["n"]):
+                    ax.errorbar(x, mean, yerr=[[mean - low], [high - mean]], fmt="D",
+                                color="black", ms=3, capsize=2, elinewidth=0.8, zorder=3,
+                                label="mean, 95% CI")
+                elif np.isfinite(mean):
+                    ax.scatter(x, mean, marker="D", s=9, facecolors="white", edgecolors="black",
+                               linewidths=0.8, zorder=3, label="mean (no interval)")
                 marks = ((paper.get((dataset, variant), np.nan), paper_style_),
                          (reference_number(references, dataset, variant, arm), reference_style))
                 for value, style in marks:
@@ -183,6 +191,7 @@ def pooling_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
             ax.set_xticks(range(len(variants)), labels, rotation=45, ha="right")
         _label_grid(axes, rows, datasets, xlabel="", ylabel=_metric_label(metric))
         sns.despine(fig)
+        add_no_interval_note(axes[0, 0], ns)
         _legend(fig)
     return fig
 
@@ -209,6 +218,7 @@ def sweep_figure(runs_table: pd.DataFrame, spec: Mapping, *,
     hues = list(pd.unique(runs["_hue"]))
     # the variants keep the colours they have in the other figures
     colours = palette(_values(runs_table, VARIANT) if hue_columns == [VARIANT] else hues)
+    ns = []
     with paper_style():
         fig, axes = _grid(1, len(datasets))
         for j, dataset in enumerate(datasets):
@@ -220,10 +230,10 @@ def sweep_figure(runs_table: pd.DataFrame, spec: Mapping, *,
                 x = done[axis].map(positions)
                 ax.scatter(x, done[metric] * 100, s=4, alpha=0.3, color=colours[hue],
                            linewidths=0)
-                band = done[metric].groupby(x).apply(t_band).unstack().sort_index() * 100
+                band = _percent_band(done[metric].groupby(x))
+                ns += list(band["n"])
                 ax.plot(band.index, band["mean"], marker="o", color=colours[hue], label=hue)
-                ax.fill_between(band.index, band["low"], band["high"], color=colours[hue],
-                                alpha=0.2, linewidth=0)
+                _fill_band(ax, band, colours[hue])
             values = sorted(positions.values())
             if values[0] > 0 and values[-1] / values[0] >= 8:
                 ax.set_xscale("log", base=2)
@@ -236,6 +246,7 @@ def sweep_figure(runs_table: pd.DataFrame, spec: Mapping, *,
             ax.set_ylabel(_metric_label(metric) if j == 0 else "")
             ax.set_title(_title(dataset))
         sns.despine(fig)
+        add_no_interval_note(axes[0, 0], ns)
         _legend(fig)
     return fig
 
@@ -244,15 +255,25 @@ def _sweep_heatmap(runs: pd.DataFrame, spec: Mapping, levels: list[str],
                    metric: str) -> plt.Figure:
     datasets = _values(runs, DATASET)
     hues = list(pd.unique(runs["_hue"]))
+    cells = {}
+    for dataset in datasets:
+        grouped = completed_runs(_where(runs, **{DATASET: dataset}), metric).groupby(
+            [spec["axis"], "_hue"])[metric]
+        cells[dataset] = [grouped.agg(how).unstack("_hue").reindex(index=levels, columns=hues)
+                          for how in ("mean", "size")]
     with paper_style():
         fig, axes = _grid(1, len(datasets), sharey=True)
         for j, dataset in enumerate(datasets):
             ax = axes[0, j]
-            done = completed_runs(_where(runs, **{DATASET: dataset}), metric)
-            means = (done.groupby([spec["axis"], "_hue"])[metric].mean().unstack("_hue")
-                     .reindex(index=levels, columns=hues) * 100)
-            sns.heatmap(means, ax=ax, annot=True, fmt=".1f", cmap="viridis", cbar=False,
+            mean, count = cells[dataset][0] * 100, cells[dataset][1].fillna(0).astype(int)
+            labels = [[f"{m:.1f}\nn={c}" if np.isfinite(m) else "" for m, c in zip(mr, cr)]
+                      for mr, cr in zip(mean.to_numpy(), count.to_numpy())]
+            # a colour bar per data set: their accuracies differ more than the levels do
+            sns.heatmap(mean, ax=ax, annot=np.array(labels, dtype=object), fmt="",
+                        cmap="viridis", cbar=True, cbar_kws={"shrink": 0.9, "pad": 0.03},
                         annot_kws={"size": 7}, linewidths=0.5, linecolor="white")
+            ax.collections[0].colorbar.set_label(
+                f"mean {metric.replace('_', ' ')} (%)" if j == len(datasets) - 1 else "")
             ax.set_title(_title(dataset))
             ax.set_xlabel(" · ".join(c for c in spec.get("by") or [] if c != DATASET))
             ax.set_ylabel(spec["axis"] if j == 0 else "")
@@ -260,7 +281,8 @@ def _sweep_heatmap(runs: pd.DataFrame, spec: Mapping, levels: list[str],
             ax.tick_params(axis="y", labelrotation=0)
             if j:
                 ax.tick_params(labelleft=False)
-        fig.suptitle(f"mean {metric.replace('_', ' ')} (%)", fontsize=7)
+        fig.suptitle(f"mean {metric.replace('_', ' ')} (%) and completed runs (n) per cell",
+                     fontsize=7)
     return fig
 
 
@@ -289,17 +311,18 @@ def learning_curves_figure(runs_table: pd.DataFrame, history_table: pd.DataFrame
         return None
     colours = palette(_values(runs_table, VARIANT))
     recipes, datasets = _values(history, RECIPE), _values(history, DATASET)
+    ns = []
     with paper_style():
         fig, axes = _grid(len(recipes), len(datasets))
         for ax, panel in _panels(axes, history, recipes, datasets):
             for variant in _values(panel, VARIANT):
-                curve = (panel[panel[VARIANT] == variant].groupby("epoch")[metric]
-                         .apply(t_band).unstack() * 100)
+                curve = _percent_band(panel[panel[VARIANT] == variant].groupby("epoch")[metric])
+                ns += list(curve["n"])
                 ax.plot(curve.index, curve["mean"], color=colours[variant], label=variant)
-                ax.fill_between(curve.index, curve["low"], curve["high"],
-                                color=colours[variant], alpha=0.2, linewidth=0)
+                _fill_band(ax, curve, colours[variant])
         _label_grid(axes, recipes, datasets, xlabel="epoch", ylabel=_metric_label(metric))
         sns.despine(fig)
+        add_no_interval_note(axes[0, 0], ns)
         _legend(fig)
     return fig
 
@@ -356,49 +379,39 @@ def flops_figure(runs_table: pd.DataFrame, *, study: str = POOLING_STUDY,
     recipes, datasets = _values(runs, RECIPE), _values(runs, DATASET)
     with paper_style():
         fig, axes = _grid(len(recipes), len(datasets))
+        ns = []
         for ax, panel in _panels(axes, runs, recipes, datasets):
             for variant in _values(panel, VARIANT):
                 cell = panel[panel[VARIANT] == variant]
-                acc, flops = t_band(cell[metric]) * 100, cell["flops"] / 1e6
+                band, flops = t_band(cell[metric]), cell["flops"] / 1e6
+                acc = band[["mean", "low", "high"]] * 100
+                ns.append(band["n"])
                 yerr = ([[acc["mean"] - acc["low"]], [acc["high"] - acc["mean"]]]
-                        if np.isfinite(acc["low"]) else None)
-                xerr = flops.std() if len(flops.dropna()) > 1 else None
+                        if np.isfinite(acc["low"]) and has_interval(band["n"]) else None)
+                xerr = flops.std() if has_interval(len(flops.dropna())) else None
                 ax.errorbar(flops.mean(), acc["mean"], xerr=xerr, yerr=yerr, fmt="o",
                             color=colours[variant], ms=4, capsize=2, elinewidth=0.8,
                             label=variant)
         _label_grid(axes, recipes, datasets, xlabel="MFLOPs per image",
                     ylabel=_metric_label(metric))
         sns.despine(fig)
+        add_no_interval_note(axes[0, 0], ns)
         _legend(fig)
     return fig
 
 
-def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
-    """`stem`.png (200 dpi) and `stem`.pdf; the figure is closed afterwards."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    with paper_style():
-        for path in paths:
-            fig.savefig(path, dpi=DPI, metadata={"Software": None} if path.suffix == ".png"
-                        else {"Creator": None, "Producer": None, "CreationDate": None})
-    plt.close(fig)
-    return paths
-
-
-def placeholder_figure(message: str):
-    """A small figure that says why there is nothing to show."""
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 1.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=8)
-    return fig
-
-
 def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: Mapping,
-                 out: str | Path, *, pooling_study: str = POOLING_STUDY) -> dict[str, list[Path]]:
-    """Every figure, saved under `out`; a placeholder (and a note) where there is no data."""
+                 out: str | Path, *, pooling_study: str = POOLING_STUDY,
+                 claims: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Every figure, saved under `out`; a placeholder (and a note) where there is no data.
+    With comparisons in the config, `claims_forest` from `claims` (the claims table, as
+    analysis.tables wrote it), else from the claims table of these runs."""
     metric = analysis_settings(config).metric
-    builders = {
+    builders = {}
+    if config.get("comparisons"):
+        builders["claims_forest"] = lambda: forest_figure(
+            claims if claims is not None else claims_table(runs_table, config))
+    builders |= {
         "pooling_accuracy": lambda: pooling_figure(runs_table, study=pooling_study,
                                                    metric=metric, config=config),
         "learning_curves": lambda: learning_curves_figure(runs_table, history_table,
@@ -432,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="history_table.csv from analysis.collect")
     parser.add_argument("--config", required=True, type=Path, help="the workflow config YAML")
     parser.add_argument("--out", required=True, type=Path, help="directory for the figures")
+    parser.add_argument("--claims-table", type=Path,
+                        help="claims.csv from analysis.tables (else computed from the runs)")
     parser.add_argument("--pooling-study", default=POOLING_STUDY,
                         help=f"study of the per-variant figures (default {POOLING_STUDY})")
     args = parser.parse_args(argv)
@@ -439,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         config = yaml.safe_load(args.config.read_text()) or {}
         written = make_figures(read_runs_table(args.runs_table),
                                read_history_table(args.history_table), config, args.out,
-                               pooling_study=args.pooling_study)
+                               pooling_study=args.pooling_study,
+                               claims=pd.read_csv(args.claims_table) if args.claims_table
+                               else None)
         print(f"wrote {len(written)} figures to {args.out}: {', '.join(written)}")
         return 0
 

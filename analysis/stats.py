@@ -49,6 +49,16 @@ VERDICT_RULE = (
     "p_verdict is the adjusted p that decided the verdict (verdict_test names it)."
 )
 
+MIN_RUNS_FOR_INTERVAL = 3
+INTERVAL_RULE = (
+    f"An interval (a mean's t 95% interval, a band, a delta's Welch interval) is drawn only "
+    f"where every cell it describes has at least {MIN_RUNS_FOR_INTERVAL} completed runs: at "
+    "2 runs the t quantile is 12.7, and the interval would span tens of points, so it is "
+    "left out (the figure says 'n = 2: no interval'), never clipped. The CSV tables keep "
+    "every interval the statistics computed."
+)
+
+
 def outlier_rule(z: float = OUTLIER_Z, min_gap: float = OUTLIER_MIN_GAP) -> str:
     """The outlier rule's text for these settings (`analysis.outlier_z`, `outlier_min_gap`)."""
     return (f"A completed run is flagged when its metric lies more than {z:g} robust SDs "

@@ -13,12 +13,19 @@ writes, under --out, `<name>.csv`, `<name>.md` and `<name>.tex` for
   study's other axes), dataset and variant;
 - one table per entry of `sweeps` (e.g. `smoothness`, `placement`, `init_stride`): each level
   against the sweep's default, per combination of the sweep's `by` columns;
+- `verdicts` (with comparisons): the short table of the claims (analysis.verdicts): delta and
+  its interval in percentage points, the paper's delta, the verdict, n per arm;
 - `status`: runs per study, dataset and status (completed, diverged, missing, corrupt).
 A table whose study has no runs, or is absent from the config, is skipped with a note.
+Beside them, for the report: `runs.html` (every run, sortable and filterable, from
+analysis.report) and `landing.html` (the forest plot and the verdict table that the
+report's landing page embeds).
 
-Accuracies are fractions in [0, 1] (as in result.json and the config's paper numbers); only
-the `accuracy_pct` display column is in percent. The CSV keeps every statistic at full
-precision; the .md and .tex files show the columns a reader needs.
+The CSV keeps every statistic at full precision, accuracies as fractions in [0, 1] (as in
+result.json and the config's paper numbers; the verdict table's `*_pp` columns are in
+points). What a reader sees (.md, .tex, .html) is in percent for accuracies and percentage
+points for differences, each such column's name ending in (%) or (pp), and shows only the
+columns a reader needs.
 """
 
 from __future__ import annotations
@@ -52,8 +59,19 @@ from analysis.claims import (  # noqa: F401  (claims_table and CLAIM_COLUMNS: ta
 )
 from analysis.collect import (DATASET, VARIANT, in_study, read_runs_table, status_counts, study_rows,
                               user_errors, variant_studies)
+from analysis.runs_page import runs_page
+from analysis.verdicts import (VERDICT_CSS, VERDICT_NOTE, landing_fragment, verdict_badge,
+                               verdict_display, verdict_table)
 
 POOLING_STUDY = "pooling"
+LANDING_NOTE = ("delta: treatment minus control, final-epoch test accuracy, in percentage "
+                "points (pp), with its Welch t 95% interval, shown where both arms have at "
+                "least 3 completed runs; paper delta: the paper's single-run claim; n: "
+                "completed runs per arm.")
+# The claims table's displayed columns in the reader's units (the CSV keeps fractions).
+CLAIM_UNITS = {"paper_delta": "pp", "delta": "pp", "ci_low": "pp", "ci_high": "pp",
+               "pi_low": "pp", "pi_high": "pp", "paper_value": "%", "mean": "%", "std": "pp",
+               "iqm_delta": "pp", "reference_control": "%"}
 
 
 def _pct(mean: float, std: float) -> str:
@@ -249,14 +267,31 @@ def to_latex(df: pd.DataFrame) -> str:
                       r"\midrule", *body, r"\bottomrule", r"\end{tabular}"]) + "\n"
 
 
+DISPLAY_NAMES = {"accuracy_pct": "mean ± std (%)"}  # display columns already in percent
+
+
+def with_units(df: pd.DataFrame, units: Mapping[str, str]) -> pd.DataFrame:
+    """A display copy: each column of `units` ({column: "%" or "pp"}, fractions in the CSV)
+    times 100, rounded to 2 decimals, its name ending in its unit ("delta (pp)"); the
+    percent display columns of DISPLAY_NAMES renamed to say so."""
+    shown = df.copy()
+    for column, unit in units.items():
+        if column in shown.columns:
+            shown[column] = (pd.to_numeric(shown[column], errors="coerce") * 100).round(2)
+    return shown.rename(columns={c: f"{c} ({u})" for c, u in units.items()} | DISPLAY_NAMES)
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, *, columns: Sequence[str] | None = None,
-                note: str | None = None) -> list[Path]:
+                note: str | None = None, units: Mapping[str, str] | None = None,
+                display: pd.DataFrame | None = None) -> list[Path]:
     """Write `stem`.csv (every column, full precision), `stem`.md, `stem`.tex and
-    `stem`.html (`columns` only, if given, and `note` below the table: a paragraph, a LaTeX
-    comment). The HTML page is what the Snakemake report shows."""
+    `stem`.html (`columns` only, if given, in the `units` of with_units, or `display`
+    instead where given; `note` below the table: a paragraph, a LaTeX comment). The HTML
+    page is what the Snakemake report shows."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     shown = df[[c for c in columns if c in df.columns]] if columns else df
+    shown = display if display is not None else with_units(shown, units or {})
     paths = [stem.with_suffix(s) for s in (".csv", ".md", ".tex", ".html")]
     df.to_csv(paths[0], index=False)
     paths[1].write_text(to_markdown(shown) + (f"\n{note}\n" if note else ""))
@@ -269,17 +304,33 @@ def write_table(df: pd.DataFrame, stem: str | Path, *, columns: Sequence[str] | 
 HTML_STYLE = (
     "body{font-family:system-ui,sans-serif;font-size:13px;margin:12px;color:#222}"
     "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;white-space:nowrap}"
-    "th{border-bottom:1px solid #444;text-align:center}tr:nth-child(even){background:#f4f5f7}"
-    "td:first-child,th:first-child{text-align:left}p{max-width:60em;line-height:1.4}"
+    "th{border-bottom:1px solid #444;text-align:center;background:#fff}"
+    "tr:nth-child(even) td{background:#f4f5f7}tr:nth-child(odd) td{background:#fff}"
+    "td:first-child,th:first-child{text-align:left;position:sticky;left:0}"
+    "td.text{text-align:left;white-space:normal;min-width:24em;max-width:40em}"
+    "p{max-width:60em;line-height:1.4}" + VERDICT_CSS
 )
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """The table as the Markdown shows it, a `verdict` column as coloured badges, a `note`
+    column wrapped."""
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for values in df.itertuples(index=False):
+        cells = []
+        for column, value in zip(df.columns, values):
+            text = verdict_badge(value) if column == "verdict" else html.escape(format_cell(value))
+            cells.append(f"<td class='text'>{text}</td>" if column == "note" else f"<td>{text}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def to_html(df: pd.DataFrame, title: str, note: str | None = None) -> str:
     """A standalone page: the table as the Markdown shows it, and the note below."""
-    table = df.map(format_cell).to_html(index=False, border=0, escape=True)
-    note_html = f"<p>{html.escape(note)}</p>" if note else ""
+    note_html = "".join(f"<p>{html.escape(line)}</p>" for line in (note or "").splitlines())
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{HTML_STYLE}</style></head><body>{table}{note_html}</body></html>\n")
+            f"<style>{HTML_STYLE}</style></head><body>{html_table(df)}{note_html}</body></html>\n")
 
 
 def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
@@ -292,19 +343,30 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
     written = {"status": write_table(status_table(runs_table), out / "status",
                                      note="Runs per study, dataset and status."),
                "outliers": write_table(outliers_table(runs_table, config), out / "outliers",
+                                       units={metric: "%", "cell_median": "%"},
                                        note=stats.outlier_rule(settings.outlier_z,
                                                                  settings.outlier_min_gap))}
+    claims = None
     if config.get("comparisons"):
         claims = claims_table(runs_table, config)
+        verdicts = verdict_table(claims)
+        display = verdict_display(verdicts)
+        written["verdicts"] = write_table(verdicts, out / "verdicts", display=display,
+                                          note=VERDICT_NOTE)
+        (out / "landing.html").write_text(landing_fragment(claims, html_table(display),
+                                                           note=LANDING_NOTE))
         shown = ["claim", "dataset", "recipe", "paper_delta", "delta", "ci_low", "ci_high",
                  "verdict", "p_verdict", "verdict_test", *(p_column(method, t) for t in
                                                            ("p0", "p_claim", "p_tost")),
                  "pi_low", "pi_high", "paper_in_pi", "paper_value", "mean", "std", "n",
-                 "iqm_delta", "n_diverged", "n_flagged", "reference_control", "note"]
+                 "n_control", "iqm_delta", "n_diverged", "n_flagged", "reference_control",
+                 "note"]
         written["claims"] = write_table(claims, out / "claims", columns=shown,
-                                        note=claims_note(config, claims))
+                                        units=CLAIM_UNITS, note=claims_note(config, claims))
     else:
         print("note: the config has no comparisons; claims table skipped")
+        (out / "landing.html").write_text(landing_fragment(None, "", note=""))
+    (out / "runs.html").write_text(runs_page(runs_table, config))
     for study in variant_studies(config) or [pooling_study]:
         if skip := _in_config_study(runs_table, config, study):
             print(f"note: {skip}; {study} table skipped")
@@ -313,13 +375,15 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
         axes = table.columns[:list(table.columns).index("n")]  # recipe, the study's axes, dataset, variant
         shown = [*axes, "accuracy_pct", "median", "iqm", "n", "n_runs", "n_diverged",
                  "n_flagged", "paper", "reference", "params", "mflops", "train_time_h"]
+        units = {"median": "%", "iqm": "%", "paper": "%", "reference": "%"}
         note = (f"{metric} mean ± std (%) over the n completed runs of n_runs (the others "
                 "diverged, are missing or corrupt), with the median and interquartile mean "
-                "(iqm); n_flagged: runs far from their cell (see the outliers table); paper: "
+                "(iqm), all in percent as are paper and reference (the CSV keeps fractions); "
+                "n_flagged: runs far from their cell (see the outliers table); paper: "
                 "the hybrid paper's single runs; reference: the official DiffStride numbers, "
                 "shown only where the rows' runs were trained as the reference was (its "
                 "recipe, block and architecture).")
-        written[study] = write_table(table, out / study, columns=shown, note=note)
+        written[study] = write_table(table, out / study, columns=shown, units=units, note=note)
     for name, spec in (config.get("sweeps") or {}).items():
         if skip := _in_config_study(runs_table, config, spec["study"]):
             print(f"note: {skip}; sweep table {name!r} skipped")
@@ -331,6 +395,8 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
                  p_column(method), *(["trend_per_level", p_column(method, "trend_p")]
                                      if ordered else []), "kruskal_p", "anova_p", "note"]
         written[name] = write_table(table, out / name, columns=shown,
+                                    units={"median": "%", "delta": "pp",
+                                           "trend_per_level": "pp"},
                                     note=sweep_note(spec, settings, ordered))
     return written
 
@@ -339,12 +405,13 @@ def sweep_note(spec: Mapping, settings, ordered: bool) -> str:
     """What a sweep table's columns mean, naming the configured correction."""
     method = settings.correction
     return (f"{settings.metric} per level of {spec['axis']} (default "
-            f"{as_cell(spec['default'])}); delta against the default with Welch's p (an exact "
+            f"{as_cell(spec['default'])}), in percent; delta against the default in "
+            "percentage points (the CSV keeps fractions) with Welch's p (an exact "
             f"permutation p where neither level varies), {method}-adjusted across every level "
             f"of every group in this table (one family, so the table's familywise error "
             f"stays at {settings.alpha:g}); Kruskal-Wallis and ANOVA p across all levels of "
             "a group" + (f"; trend_per_level: the least-squares change in {settings.metric} "
-                         f"per level step, its p {method}-adjusted across the table's groups"
+                         f"(points) per level step, its p {method}-adjusted across the table's groups"
                          if ordered else "") + ".")
 
 

@@ -13,12 +13,14 @@ import yaml
 
 from analysis.figures import (
     COLUMN_WIDTH,
+    learning_curves_figure,
     main,
     pooling_figure,
     stride_figure,
     sweep_figure,
     t_band,
 )
+from analysis.verdicts import VERDICT_COLOURS, forest_figure
 from analysis.stats import cell_summary
 
 EPOCHS, SEEDS = 5, 3
@@ -103,7 +105,7 @@ def written(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["pooling_accuracy", "learning_curves", "stride_trajectories",
-                                  "accuracy_flops", "smoothness", "placement"])
+                                  "accuracy_flops", "smoothness", "placement", "claims_forest"])
 def test_cli_writes_valid_png_and_pdf(written, name):
     out, _ = written
     for suffix, magic in MAGIC.items():
@@ -117,7 +119,7 @@ def test_study_without_runs_gets_a_placeholder_and_a_note(written):
     out, printed = written
     assert "note: no data for figure 'init_stride'; wrote a placeholder" in printed
     assert (out / "init_stride.png").read_bytes().startswith(MAGIC[".png"])
-    assert "wrote 7 figures" in printed
+    assert "wrote 8 figures" in printed  # the seven of the studies and the claims' forest plot
 
 
 def test_figures_fit_a_column_with_legible_text():
@@ -146,7 +148,10 @@ def test_pooling_figure_draws_every_completed_seed_and_counts_diverged():
     paper = [c.get_offsets()[0][1] for c in scatters if c.get_label() == "paper (single run)"]
     assert sorted(paper) == pytest.approx([92.4, 93.34])
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert sorted(legend) == ["mean, 95% CI", "official DiffStride", "paper (single run)"]
+    # strided on cifar10 kept 1 of 3 seeds: its mean stands without an interval, and says so
+    assert sorted(legend) == ["mean (no interval)", "mean, 95% CI",
+                              "n = 1: no interval (intervals need n ≥ 3)", "official DiffStride",
+                              "paper (single run)"]
     assert not [c for c in axes[1].collections  # cifar100: the config has no numbers
                 if c.get_label() in ("paper (single run)", "official DiffStride")]
 
@@ -164,3 +169,83 @@ def test_bands_are_the_t_intervals_of_the_tables():
     assert (band["mean"], band["low"], band["high"], band["n"]) == pytest.approx(
         (cell["mean"], cell["t_ci_low"], cell["t_ci_high"], 4))
     assert np.isnan(t_band(pd.Series([0.9]))["low"])
+
+
+def _bands(ax) -> list:
+    return [c for c in ax.collections if isinstance(c, matplotlib.collections.PolyCollection)]
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
+def test_no_band_where_a_cell_has_fewer_than_3_runs_and_the_figure_says_so():
+    runs, history = planted()
+    two_seeds = runs[runs["seed"] < 2]
+    fig = sweep_figure(two_seeds, CONFIG["sweeps"]["smoothness"])
+    assert not any(_bands(ax) for ax in fig.axes)  # nothing drawn, nothing clipped
+    assert "n = 2: no interval (intervals need n ≥ 3)" in _legend_texts(fig)
+    curves = learning_curves_figure(two_seeds, history)
+    assert not any(_bands(ax) for ax in curves.axes)
+    assert "n = 2: no interval (intervals need n ≥ 3)" in _legend_texts(curves)
+    # with 3 seeds every band is drawn and no note is needed
+    full = sweep_figure(runs, CONFIG["sweeps"]["smoothness"])
+    assert all(_bands(ax) for ax in full.axes)
+    assert not [t for t in _legend_texts(full) if "no interval" in t]
+    pooling = pooling_figure(two_seeds)
+    errorbars = [c for ax in pooling.axes for c in ax.containers]
+    assert not errorbars and "mean (no interval)" in _legend_texts(pooling)
+
+
+def test_heatmap_has_a_colour_bar_and_n_per_cell():
+    runs, _ = planted()
+    fig = sweep_figure(runs, CONFIG["sweeps"]["placement"])
+    colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colourbars) == 2 and "(%)" in colourbars[-1].get_ylabel()  # one per data set
+    heatmaps = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    cells = [t.get_text() for t in heatmaps[0].texts]
+    # cifar10: every placement x head cell has 3 seeds (the planted table's first rows are
+    # pooling runs, so no placement run is lost)
+    assert len(cells) == 4 and all(t.endswith("\nn=3") for t in cells)
+    mean = runs[(runs["studies"] == "placement") & (runs["dataset.name"] == "cifar10")
+                & (runs["model.downsample_at"] == "layer2")
+                & (runs["model.head_pool"] == "none")]["test_accuracy"].mean()
+    assert f"{100 * mean:.1f}\nn=3" in cells
+
+
+def test_forest_plot_has_a_row_per_claim_in_verdict_colours_and_points():
+    claims = pd.DataFrame({
+        "claim": ["a_vs_b", "a_vs_b", "c_vs_b"], "dataset": ["cifar10", "cifar100", "cifar10"],
+        "paper_in_pi": [True, False, None], "recipe": ["hybrid-paper"] * 3,
+        "paper_control": [0.92, 0.70, 0.92], "delta": [0.0094, 0.001, -0.02],
+        "ci_low": [0.005, -0.003, -0.5], "ci_high": [0.014, 0.005, 0.46],
+        "paper_delta": [0.0094, 0.0322, np.nan],
+        "verdict": ["reproduced", "contradicted", "inconclusive"],
+        "n": [5, 5, 2], "n_control": [5, 5, 2], "equivalence_margin": [0.005] * 3})
+    fig = forest_figure(claims)
+    ax = fig.axes[0]
+    rows = dict(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
+    # one row per claims row, top to bottom in the table's order
+    assert [rows[y] for y in sorted(rows, reverse=True)] == [
+        "a_vs_b\ncifar10 · hybrid-paper", "a_vs_b\ncifar100 · hybrid-paper",
+        "c_vs_b\ncifar10 · hybrid-paper"]
+    intervals = [line for line in ax.get_lines() if len(line.get_xdata()) == 2
+                 and line.get_ydata()[0] == line.get_ydata()[1]]
+    # two rows have 5 runs per arm: their intervals, in points, in their verdict's colour;
+    # the third has 2 per arm: no interval, and the figure says so
+    assert sorted(tuple(np.round(line.get_xdata(), 6)) for line in intervals) == \
+        [(-0.3, 0.5), (0.5, 1.4)]
+    colours = {matplotlib.colors.to_hex(line.get_color()) for line in intervals}
+    assert colours == {VERDICT_COLOURS["reproduced"].lower(), VERDICT_COLOURS["contradicted"].lower()}
+    texts = [t.get_text() for t in ax.texts]
+    assert {"reproduced", "contradicted", "inconclusive", "n = 2: no interval"} <= set(texts)
+    crosses = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)
+               and c.get_offsets().shape[0] and c.get_facecolor().shape[0] and
+               matplotlib.colors.to_hex(c.get_edgecolor()[0] if len(c.get_edgecolor())
+                                        else c.get_facecolor()[0]) == "#000000"]
+    assert sorted(round(c.get_offsets()[0][0], 6) for c in crosses) == [0.94, 3.22]
+    legend = _legend_texts(fig)
+    assert {"reproduced", "contradicted", "inconclusive",
+            "paper's claimed delta (single run)"} <= set(legend)
+    assert "percentage points" in ax.get_xlabel()
+    assert forest_figure(claims.iloc[:0]) is None

@@ -98,6 +98,19 @@ def test_runs_table_has_every_varied_key_for_every_run():
     assert axis_value(["stem", "layer2"]) == "stem+layer2" and axis_value(4.0) == "4" and axis_value(0.5) == "0.5"
 
 
+def test_run_names_are_key_value_pairs_with_the_recipe_and_unique():
+    """MLflow's run list shows the name: values without their keys ("synthetic/diffstride/
+    none/layer4/seed0") and no recipe told a reader little."""
+    runs = resolve_runs(DEMO)
+    names = [r.config.name for r in runs]
+    assert len(set(names)) == len(runs)
+    assert "dataset=synthetic variant=diffstride recipe=hybrid-paper model.head_pool=none " \
+           "model.downsample_at=layer4 seed=0" in names
+    for run in runs:
+        pairs = dict(part.split("=", 1) for part in run.config.name.split(" "))
+        assert pairs["recipe"] == run.config.train.recipe and pairs["seed"] == str(run.config.seed)
+
+
 def test_runs_csv_always_says_what_a_run_trains_on_and_how():
     rows = runs_table(resolve_runs(DEMO))
     assert {"dataset.name", "train.recipe", "model.arch", "model.block"} <= set(rows[0])
@@ -196,14 +209,19 @@ def test_the_report_caption_states_the_verdict_rule_of_the_code():
     assert rule in readme
 
 
-def test_captions_render_and_name_the_configured_correction():
+def test_captions_render_and_name_the_configured_correction(tmp_path, monkeypatch):
     """Each caption through Jinja and docutils, as Snakemake's report renders it, under a
-    config that asks for Benjamini-Hochberg: the correction named is the configured one."""
+    config that asks for Benjamini-Hochberg: the correction named is the configured one.
+    Rendered where the workflow runs: the landing page embeds the verdicts that the tables
+    rule writes (results/tables/landing.html)."""
     import types
 
     import jinja2
     from docutils.core import publish_parts
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "tables").mkdir(parents=True)
+    (tmp_path / "results" / "tables" / "landing.html").write_text("<p>the verdicts</p>")
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["analysis"]["correction"] = "fdr_bh"
     snakemake = types.SimpleNamespace(config=config)

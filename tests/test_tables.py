@@ -12,12 +12,15 @@ from analysis.tables import (
     claims_note,
     claims_table,
     main,
+    make_tables,
     outliers_table,
     pooling_table,
     sweep_table,
+    to_html,
     to_markdown,
     write_table,
 )
+from analysis.verdicts import VERDICT_COLOURS, verdict_display, verdict_table
 
 N, SD = 10, 0.005
 CONFIG = {
@@ -142,9 +145,10 @@ def test_the_paper_single_run_delta_is_read_against_a_prediction_interval(poolin
     assert (cifar10["pi_high"] - cifar10["pi_low"]) > (cifar10["ci_high"] - cifar10["ci_low"])
     assert cifar10["paper_treatment_in_pi"] in (True, False)
     note = claims_note(CONFIG, table.reset_index())
-    assert "hybrid_vs_diffstride (cifar100, hybrid-paper): the paper's single-run delta +0.0322 " \
+    # in percentage points, as every number a reader sees
+    assert "hybrid_vs_diffstride (cifar100, hybrid-paper): the paper's single-run delta +3.22 pp " \
            "lies outside" in note
-    assert "(cifar10, hybrid-paper): the paper's single-run delta +0.0094 lies inside" in note
+    assert "(cifar10, hybrid-paper): the paper's single-run delta +0.94 pp lies inside" in note
 
 
 def test_a_by_that_leaves_out_an_axis_still_gives_verdicts(pooling_runs):
@@ -311,10 +315,69 @@ def test_cli_writes_every_table_and_notes_skipped_studies(tmp_path, pooling_runs
     assert "Verdict rule" in markdown and " ".join(stats.VERDICT_RULE.split()) in markdown
     header = markdown.splitlines()[0]
     for shown in ("verdict", "p_verdict", "verdict_test", "p0_holm", "p_claim_holm",
-                  "p_tost_holm", "paper_in_pi"):
+                  "p_tost_holm", "paper_in_pi", "delta (pp)", "ci_low (pp)", "paper_value (%)",
+                  "mean (%)", "n_control"):
         assert f"| {shown} |" in header
+    verdicts = pd.read_csv(tmp_path / "tables" / "verdicts.csv")
+    assert len(verdicts) == len(claims) and "delta_pp" in verdicts.columns
+    assert (tmp_path / "tables" / "landing.html").read_text().count("<img") == 1
+    runs_html = (tmp_path / "tables" / "runs.html").read_text()
+    assert runs_html.count("<tr") == len(runs) + 1  # every run and the heading
     assert "holm-adjusted across every level of every group" in \
         (tmp_path / "tables" / "smoothness.md").read_text()
     assert (tmp_path / "tables" / "outliers.csv").exists()
     status = pd.read_csv(tmp_path / "tables" / "status.csv").set_index(["study", "dataset"])
     assert status.loc[("pooling", "cifar10"), ["completed", "missing"]].tolist() == [29, 1]
+
+
+def test_what_a_reader_sees_is_in_percent_and_points(tmp_path, pooling_runs):
+    """The CSV keeps fractions; the Markdown, LaTeX and HTML show percent and points, each
+    such column's name saying its unit."""
+    runs = pd.concat([pooling_runs, smoothness_runs()], ignore_index=True)
+    runs["model.smoothness"] = runs["model.smoothness"].fillna("4")
+    written = make_tables(runs, {k: v for k, v in CONFIG.items() if k != "sweeps"}
+                          | {"sweeps": {"smoothness": CONFIG["sweeps"]["smoothness"]}},
+                          tmp_path / "tables")
+    claims_csv = pd.read_csv(written["claims"][0])
+    claims_md = written["claims"][1].read_text().splitlines()
+    header = [c.strip() for c in claims_md[0].strip("|").split("|")]
+    cifar10 = [c.strip() for c in claims_md[2].strip("|").split("|")]
+    row = claims_csv.iloc[0]
+    assert row["dataset"] == "cifar10" and abs(row["delta"]) < 0.05  # a fraction in the CSV
+    assert float(cifar10[header.index("delta (pp)")]) == pytest.approx(100 * row["delta"], abs=0.01)
+    assert float(cifar10[header.index("mean (%)")]) == pytest.approx(100 * row["mean"], abs=0.01)
+    assert float(cifar10[header.index("paper_delta (pp)")]) == pytest.approx(0.94)
+    pooling_md = written["pooling"][1].read_text().splitlines()[0]
+    assert "mean ± std (%)" in pooling_md and "median (%)" in pooling_md
+    sweep_md = written["smoothness"][1].read_text().splitlines()[0]
+    assert "delta (pp)" in sweep_md and "median (%)" in sweep_md
+    for path in (written["claims"][3], written["verdicts"][3]):  # the report's HTML pages
+        page = path.read_text()
+        assert "(pp)" in page
+
+
+def test_the_verdict_table_is_short_in_points_and_coloured(pooling_runs):
+    claims = claims_table(pooling_runs, CONFIG)
+    table = verdict_table(claims)
+    assert list(table["claim"]) == list(claims["claim"])
+    assert table["delta_pp"].tolist() == pytest.approx((100 * claims["delta"]).tolist())
+    shown = verdict_display(table)
+    assert list(shown.columns) == ["claim", "dataset", "recipe", "delta (pp)", "95% CI (pp)",
+                                   "paper delta (pp)", "verdict", "n (treatment / control)"]
+    cifar10 = shown.set_index("dataset").loc["cifar10"]
+    assert cifar10["paper delta (pp)"] == "+0.94" and cifar10["n (treatment / control)"] == "10 / 10"
+    low, high = 100 * claims.set_index("dataset").loc["cifar10", ["ci_low", "ci_high"]]
+    assert cifar10["95% CI (pp)"] == f"[{low:+.2f}, {high:+.2f}]"
+    assert shown.set_index("dataset").loc["cifar100", "n (treatment / control)"] == "9 / 10"
+    page = to_html(shown, "verdicts")
+    for verdict in set(claims["verdict"]):  # each verdict a badge in its own colour
+        assert f"background:{VERDICT_COLOURS[verdict]}" in page
+    assert len(set(VERDICT_COLOURS.values())) == len(VERDICT_COLOURS)
+
+
+def test_no_interval_in_the_verdict_table_below_3_runs_per_arm(pooling_runs):
+    two = pooling_runs[pooling_runs["seed"] < 2]
+    claims = claims_table(two, CONFIG)
+    assert claims["ci_low"].notna().sum() == 2  # the statistics keep the interval...
+    shown = verdict_display(verdict_table(claims))
+    assert set(shown["95% CI (pp)"]) <= {"n = 2: no interval", "n = 1: no interval"}  # ...the reader is told why not

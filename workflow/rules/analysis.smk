@@ -37,12 +37,7 @@ rule collect:
         results=run_results,
         histories=run_histories,
     output:
-        table=report(
-            f"{RESULTS}/runs_table.csv",
-            caption="../report/runs_table.rst",
-            category=RUNS_CATEGORY,
-            labels={"name": "runs_table", "type": "table (CSV)"},
-        ),
+        table=f"{RESULTS}/runs_table.csv",
         history=f"{RESULTS}/history_table.csv",
         status=f"{RESULTS}/run_status.csv",
     log:
@@ -68,7 +63,7 @@ rule tables:
                 f"{RESULTS}/tables/{name}.html",
                 caption=_caption("table", name),
                 category=category,
-                labels={"name": name, "type": "table"},
+                labels=_labels(name, "table"),
             )
             for name, category in TABLES.items()
         ],
@@ -77,6 +72,15 @@ rule tables:
             for name in TABLES
             for ext in ("csv", "md", "tex")
         ],
+        # every run, sortable and filterable (the runs table is too long for a CSV view)
+        report(
+            f"{RESULTS}/tables/runs.html",
+            caption="../report/runs_table.rst",
+            category=RUNS_CATEGORY,
+            labels=_labels("runs", "table"),
+        ),
+        # the forest plot and verdict table that the landing page (workflow.rst) embeds
+        f"{RESULTS}/tables/landing.html",
     log:
         f"{RESULTS}/logs/tables.log",
     localrule: True
@@ -94,13 +98,15 @@ rule figures:
         table=f"{RESULTS}/runs_table.csv",
         history=f"{RESULTS}/history_table.csv",
         config=f"{RESULTS}/config.yaml",
+        # the forest plot draws the claims table the tables rule wrote
+        claims=[f"{RESULTS}/tables/claims.csv"] if "claims" in TABLES else [],
     output:
         [
             report(
                 f"{RESULTS}/figures/{name}.png",
                 caption=_caption("figure", name),
                 category=category,
-                labels={"name": name, "type": "figure"},
+                labels=_labels(name, "figure"),
             )
             for name, category in FIGURES.items()
         ],
@@ -112,6 +118,9 @@ rule figures:
         "../envs/analysis.yaml"
     params:
         out=lambda w, output: Path(output[0]).parent,
+        claims=lambda w, input: "".join(
+            f"--claims-table {path}" for path in input.claims[:1]
+        ),
     shell:
         "python -m analysis.figures --runs-table {input.table} --history-table {input.history}"
-        " --config {input.config} --out {params.out} > {log} 2>&1"
+        " --config {input.config} {params.claims} --out {params.out} > {log} 2>&1"
