@@ -59,6 +59,7 @@ from hybrid.config import RunConfig, TrainConfig, load_run_config
 from hybrid.data import DataNotFoundError, Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
 from hybrid.feeding import DeviceFeeder, StreamFeeder, center_crop_resize, random_resized_crop
 from hybrid.models import ResNet, resnet
+from hybrid.models.flops import count_flops
 from hybrid.tracking import RunTracker, resolve_tracking_uri, study_labels
 
 log = logging.getLogger("hybrid.train")
@@ -421,7 +422,10 @@ def build_result(config: RunConfig, model: ResNet, history: list[dict], status: 
         "learned_strides": model.learned_strides() if finite else {},
         "params": sum(p.numel() for p in model.parameters()),
         "flops": cost.get("flops"),
-        "cost": cost,
+        "cost": cost,  # at the learned strides
+        # at the initial strides, from the config alone (hybrid.models.flops): DiffStride at
+        # R = 8 or 16 starts without downsampling, a cost the learned one may hide
+        "initial_cost": count_flops(config.model, (config.dataset.input_size,) * 2),
         "wall_time_s": wall,
         "train_time_s": train_time,
         "images_per_s": seen / train_time if train_time > 0 else None,

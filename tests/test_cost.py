@@ -59,7 +59,7 @@ def test_counted_flops_equal_a_real_forward_pass(name):
     real = resnet(config).cost((size, size))
     counted = count_flops(config, (size, size))
     # exact, the FFT estimate included: the same terms, summed in the same order
-    assert counted == {k: real[k] for k in ("flops", "conv_flops", "fft_flops")}
+    assert counted == {k: real[k] for k in ("flops", "conv_flops", "fft_flops", "final_map")}
     assert (counted["fft_flops"] > 0) == any(k in str(options) for k in ("diffstride", "spectral"))
 
 
@@ -75,3 +75,11 @@ def test_run_hours_for_the_paper_study_take_milliseconds():
     assert forward_flops.cache_info().misses < 100  # once per distinct network and input size
     assert all(h > 0 for h in hours)
     assert hours[0] == run_cost(runs[0].config, rates).gpu_hours
+
+
+def test_the_last_map_shows_what_the_smoothness_factor_does_to_the_net():
+    """At R = 8 or 16 on 32 px DiffStride does not downsample at initialisation: its last
+    map is the input's size, where a strided net's is 4 px (the smoothness table shows it)."""
+    maps = {r: count_flops(ModelConfig(downsample="diffstride", smoothness=r))["final_map"] for r in (1, 4, 16)}
+    assert count_flops(ModelConfig(downsample="strided"))["final_map"] == [4, 4]
+    assert maps[1][0] < maps[4][0] < maps[16][0] and maps[16] == [32, 32]

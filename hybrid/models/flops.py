@@ -177,13 +177,16 @@ def _stages(tally: _Tally, config: ModelConfig, size: Size) -> Size:
 
 def count_flops(config: ModelConfig, image_size: Sequence[int] = (32, 32)) -> dict[str, float]:
     """`ResNet.cost`'s FLOPs of one image at the initial strides, without building the net:
-    {"flops", "conv_flops", "fft_flops"} (no activation memory)."""
+    {"flops", "conv_flops", "fft_flops", "final_map"} (no activation memory); `final_map` is
+    the last stage's output size, [height, width], before any head pooling."""
     tally = _Tally()
     size = _stages(tally, config, _stem(tally, config, (int(image_size[0]), int(image_size[1]))))
+    final_map = [int(size[0]), int(size[1])]
     channels = config.filters()[-1]
     if config.head_pool == "spectral":  # before or after the head's norm, the same map size
         head = (float(config.head_stride), float(config.head_stride))
         size = _pool(tally, _through(("head", head), lambda: SpectralPool2d(head), size), 1, channels, size)
     # the scale-only head multiplies (uncounted); then global average pooling and the dense layer
     tally.dense += 2 * channels * config.num_classes
-    return {"flops": float(tally.dense) + tally.fft, "conv_flops": float(tally.dense), "fft_flops": tally.fft}
+    return {"flops": float(tally.dense) + tally.fft, "conv_flops": float(tally.dense), "fft_flops": tally.fft,
+            "final_map": final_map}

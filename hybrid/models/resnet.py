@@ -170,7 +170,8 @@ class ResNet(nn.Module):
 
     @torch.no_grad()
     def cost(self, image_size: Sequence[int] = (32, 32)) -> dict[str, float]:
-        """FLOPs and activation memory of one image's forward pass at the current strides.
+        """FLOPs, activation memory and the last stage's map size of one image's forward
+        pass at the current strides.
 
         DiffStride changes the feature-map sizes, so this is measured by a real forward
         pass: convolution and dense FLOPs by torch's FlopCounterMode, FFT FLOPs estimated
@@ -194,7 +195,12 @@ class ResNet(nn.Module):
             if isinstance(output, torch.Tensor):
                 activation_bytes += output.numel() * output.element_size()
 
-        hooks = []
+        final_map: list[int] = []
+
+        def record_final_map(module, inputs, output):
+            final_map[:] = [int(output.shape[-2]), int(output.shape[-1])]
+
+        hooks = [list(self.stages())[-1].register_forward_hook(record_final_map)]
         for module in self.modules():
             if isinstance(module, (DiffStride2d, SpectralPool2d)):
                 hooks.append(module.register_forward_hook(count_fft))
@@ -215,6 +221,7 @@ class ResNet(nn.Module):
             "conv_flops": dense_flops,
             "fft_flops": fft_flops,
             "activation_bytes": float(activation_bytes),
+            "final_map": final_map,  # the last stage's output, [height, width], before any head pooling
         }
 
 
