@@ -12,7 +12,8 @@ min_version("8.20")
 
 
 # The paper study, unless --configfile names another (which then replaces it, unmerged).
-if not config:
+# `--config KEY=VALUE` alone overrides keys of the paper study; it never drops it.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

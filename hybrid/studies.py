@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from pydantic import TypeAdapter
 
-from hybrid.config import RunConfig, parse_run_config
+from hybrid.config import RunConfig, TrainConfig, parse_run_config
 from hybrid.strict_yaml import load_yaml
 
 VARIANT = "variant"
@@ -155,9 +155,12 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
                         set_dotted(tree, key, value, where)
                 tree["seed"] = seed
                 dataset = get_dotted(tree, "dataset.name") if "dataset" in tree and "name" in tree["dataset"] else "synthetic"
-                others = (axis_value(v) for k, v in point.items() if k != "dataset.name")
-                label = "/".join([dataset, variant or "custom", *others])
-                tree["name"] = f"{label}/seed{seed}"
+                # `key=value` pairs, as MLflow's run list shows them: the data set, the variant,
+                # the recipe (fixed or varied), then the study's other axes and the seed
+                recipe = (tree.get("train") or {}).get("recipe", TrainConfig.recipe)
+                others = (f"{k}={axis_value(v)}" for k, v in point.items() if k not in ("dataset.name", "train.recipe"))
+                tree["name"] = " ".join([f"dataset={dataset}", f"variant={variant or 'custom'}", f"recipe={recipe}",
+                                         *others, f"seed={seed}"])
                 try:
                     run_config = parse_run_config(tree)
                 except ValueError as err:
@@ -314,8 +317,15 @@ def config_schema() -> dict:
             "resources": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {k: {"type": "integer", "minimum": 0}
-                               for k in ("runtime_min", "mem_mb", "cpus", "gpus", "retries")},
+                "properties": {
+                    **{k: {"type": "integer", "minimum": 0} for k in ("mem_mb", "cpus", "gpus", "retries")},
+                    "runtime_min": {"type": "integer", "minimum": 1,
+                                    "description": "the longest time a training job asks for, in minutes (a job "
+                                                   "without a GPU asks for this)"},
+                    "runtime_margin": {"type": "number", "minimum": 1, "default": 2.0,
+                                       "description": "a GPU run asks for its cost estimate times this, plus 10 "
+                                                      "minutes, doubled on each retry, up to runtime_min"},
+                },
             },
         },
     }

@@ -110,3 +110,41 @@ def test_rule_environments_keep_pyproject_floors_and_pip_resolves_them(env):
     resolve = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                               *_pip_list(env)], capture_output=True, text=True, timeout=600)
     assert resolve.returncode == 0, resolve.stderr[-2000:]
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """`pillow` was imported by hybrid.packing but declared nowhere: an install from
+    pyproject alone would fail at the first image folder."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    declared = set(_normalised(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]))
+    distributions = packages_distributions()
+    imported = set()
+    for path in [*ROOT.glob("hybrid/**/*.py"), *ROOT.glob("analysis/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    own = {"hybrid", "analysis"}
+    third_party = {m for m in imported - own - set(sys.stdlib_module_names)}
+    undeclared = {}
+    for module in sorted(third_party):
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not names & declared:
+            undeclared[module] = sorted(names)
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_make_install_installs_and_runs_nothing_else(tmp_path):
+    """The Slurm section's step 1 on a login node: the environment alone, no test run, no
+    job submitted (`make test` would run tests/test_slurm.py)."""
+    planned = subprocess.run(["make", "-n", "install", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    assert "pip install" in planned.stdout and "-m venv" in planned.stdout
+    assert not {"pytest", "snakemake", "sbatch"} & set(planned.stdout.split()), planned.stdout
+    assert "-m pytest" not in planned.stdout and "-m snakemake" not in planned.stdout
+    done = subprocess.run(["make", "install"], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -1,8 +1,10 @@
 """The workflow through the project's Slurm profile, on a real Slurm cluster.
 
-CI brings up a one-node cluster on the test host first (`bash .ci/slurm.sh`); where no
-cluster answers, the test is skipped. It runs the tiny study with `--profile slurm`, so
-every training run is an sbatch job, and checks that each run finished inside Slurm.
+CI brings up a one-node cluster on the test host first (`bash .ci/slurm.sh`) and says so
+with HYBRID_TEST_SLURM=1. Only then does the test submit anything: `make test` on a real
+cluster's login node must never put the tiny study on the user's default partition. It
+runs the tiny study with `--profile slurm`, so every training run is an sbatch job, and
+checks that each run finished inside Slurm.
 """
 
 import json
@@ -23,7 +25,13 @@ TIMEOUT_S = 300
 USABLE_STATES = {"idle", "mixed", "allocated", "completing"}
 
 
+OPT_IN = "HYBRID_TEST_SLURM"  # set by .ci/run once its own test cluster is up
+
+
 def slurm_cluster_or_skip() -> None:
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(f"submits jobs: runs only on the test cluster of .ci/slurm.sh, which sets {OPT_IN}=1 "
+                    "(.ci/run); set it yourself only on a cluster where test jobs may run")
     if shutil.which("sinfo") is None:
         pytest.skip("no Slurm client (sinfo) on PATH; `bash .ci/slurm.sh` starts a test cluster")
     try:
@@ -62,9 +70,25 @@ def test_profile_is_out_of_the_box():
     partition, account and GPU model stay commented placeholders."""
     profile = yaml.safe_load(PROFILE.read_text())
     assert profile["executor"] == "slurm"
-    assert profile["slurm-status-command"] in {"squeue", "sacct"}
+    # the plugin picks sacct or squeue itself; hard-coding one overrode sacct where it works
+    assert "slurm-status-command" not in profile
     assert not {"slurm_partition", "slurm_account", "gpu_model"} & set(profile.get("default-resources") or {})
+    assert not {"slurm_partition", "slurm_account", "gpu_model"} & set(profile["set-resources"]["train"])
+    assert "--signal=TERM@" in profile["set-resources"]["train"]["slurm_extra"]
     assert "train=1" in profile["group-components"]
+
+
+def test_the_plugin_floor_has_every_key_the_profile_and_tests_use():
+    """`slurm-status-command` (which the test cluster needs) first appears in
+    snakemake-executor-plugin-slurm 2.0.1; with an older plugin Snakemake stops with
+    "unrecognized arguments"."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    plugin = next(Requirement(d) for d in deps if d.startswith("snakemake-executor-plugin-slurm"))
+    assert "2.0.0" not in plugin.specifier and "2.0.1" in plugin.specifier
 
 
 def test_tiny_study_runs_through_slurm(tmp_path):
@@ -80,9 +104,16 @@ def test_tiny_study_runs_through_slurm(tmp_path):
         "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-logdir", str(slurm_logs),
         "--slurm-keep-successful-logs",
+        # no accounting database on the test cluster: sacct cannot answer
+        "--slurm-status-command", "squeue",
+        "--verbose",  # the plugin prints each sbatch call
     ]  # fmt: skip
     proc = run_snakemake(args, TIMEOUT_S)
     assert proc.returncode == 0, f"snakemake --profile slurm failed:\n{proc.stdout[-8000:]}"
+    # every training job asked for the advance signal and its own time limit
+    train_calls = [line for line in proc.stdout.splitlines() if "sbatch call:" in line and "rule_train" in line]
+    assert len(train_calls) == 10, proc.stdout[-4000:]
+    assert all("--signal=TERM@300" in call and " -t " in call for call in train_calls), train_calls[0]
 
     results = sorted((tmp_path / "results" / "runs").glob("*/result.json"))
     assert len(results) == 10, f"expected the tiny study's 10 runs, found {[p.parent.name for p in results]}"

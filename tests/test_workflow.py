@@ -124,7 +124,7 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path, edit, message)
 def test_the_paper_study_plans_every_run():
     paper = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     dry = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--quiet", "rules"],
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert dry.returncode == 0, dry.stderr[-2000:]
@@ -133,6 +133,14 @@ def test_the_paper_study_plans_every_run():
     runs = resolve_runs(paper)
     counts = job_counts(dry.stdout)
     assert counts["train"] == len(runs) == 540  # as config/config.yaml's comment says
+    # Each run asks Slurm for its own time, from its cost estimate: a strided CIFAR run
+    # (200 epochs at 9,800 images/s: 17 minutes) does not ask for the cap of 12 hours.
+    runtime = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"rule train:.*?wildcards: run=(\w+)\n\s+resources: [^\n]*?runtime=(\d+)", dry.stdout, re.S)}
+    assert len(runtime) == 540 and max(runtime.values()) <= paper["resources"]["runtime_min"]
+    strided = [runtime[r.run_id] for r in runs if r.variant == "strided" and r.config.dataset.name == "cifar10"
+               and r.config.model.arch == "resnet18" and r.config.train.epochs == 200]
+    assert strided and all(30 <= t <= 60 for t in strided), sorted(set(strided))
     assert {s for run in runs for s in run.studies} == {"pooling", "first_release", "arch", "placement",
                                                          "smoothness", "init_stride", "datasets"}
     assert counts["pack"] == 2  # Tiny-ImageNet and Imagenette, once each, whatever the runs
@@ -171,7 +179,8 @@ def test_the_report_renders_in_a_headless_browser(finished, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
-    for category in ("1. Claims", "2. Pooling variants", "3. First release", "6. Smoothness", "9. Runs"):
+    for category in ("1. Claims", "2. Pooling variants", "3. First release", "4. Smoothness", "5. Runs",
+                     "hybrid_vs_diffstride", "n = 2: no interval"):  # the landing page's verdicts
         assert category in dom.stdout, category
 
 
@@ -199,3 +208,74 @@ def test_a_report_from_a_study_with_a_failed_run(tmp_path):
     table = pd.read_csv(results / "runs_table.csv").set_index("run_id")
     assert table.loc[broken, "status"] == "missing"
     assert (results / "report.html").stat().st_size > 10_000
+
+
+def readme_block(heading: str, language: str) -> str:
+    """The first fenced `language` block under the README's `heading`: the README's own text."""
+    section = (ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_adding_the_readme_s_axis_trains_only_its_new_runs(finished, tmp_path):
+    """The README's `stride_lr` example added to the finished tiny study: only its new runs
+    train (the multiplier-1.0 runs are the pooling study's, finished); removed again,
+    nothing trains. Study membership is no job parameter, so it makes no run stale."""
+    import shutil
+
+    from hybrid.studies import resolve_runs
+
+    workdir = tmp_path / "study"
+    shutil.copytree(finished, workdir, symlinks=True)  # the finished study, its Snakemake state too
+    example = yaml.safe_load(readme_block("## Adding an ablation axis", "yaml"))
+    config = copy.deepcopy(TINY)
+    for name, study in example["studies"].items():  # on the tiny study's data set
+        study["vary"]["dataset.name"] = TINY["studies"]["pooling"]["vary"]["dataset.name"]
+        config["studies"][name] = study
+    config["sweeps"].update(example["sweeps"])
+    new_runs = {r.run_id for r in resolve_runs(copy.deepcopy(config))} - {r.run_id for r in resolve_runs(copy.deepcopy(TINY))}
+    assert len(new_runs) == 8  # 2 variants x 3 multipliers x 2 seeds, less the 4 pooling runs
+
+    dry = snakemake(workdir, config, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert job_counts(dry.stdout)["train"] == len(new_runs), dry.stdout[-3000:]
+
+    added = snakemake(workdir, config, cores=2)
+    assert added.returncode == 0, added.stderr[-4000:]
+    assert all((workdir / "results" / "runs" / r / "result.json").exists() for r in new_runs)
+    runs = pd.read_csv(workdir / "results" / "runs.csv")
+    shared = runs["studies"].str.split(";").map(lambda s: {"pooling", "stride_lr"} <= set(s))
+    assert shared.sum() == 4  # multiplier 1.0: the pooling study's DiffStride and hybrid runs
+
+    removed = snakemake(workdir, TINY, "-n")
+    assert removed.returncode == 0, removed.stderr[-2000:]
+    assert job_counts(removed.stdout).get("train", 0) == 0, removed.stdout[-3000:]
+
+
+def test_the_readme_s_mid_study_report_command_works_as_written(finished, tmp_path):
+    """The README's partial-report command, verbatim, in a copy of the repository whose
+    default config is the tiny study with one run missing: `--config` keeps the default
+    config file, `partial=true` is read as a boolean, nothing trains."""
+    import shutil
+
+    command = re.search(r"`(snakemake [^`]*--config partial=true[^`]*)`", (ROOT / "README.md").read_text()).group(1)
+    repo = tmp_path / "repo"
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+    for name in tracked.split():
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    (repo / "config" / "config.yaml").write_text(yaml.safe_dump(TINY))
+    runs = sorted((finished / "results" / "runs").glob("*/result.json"))
+    missing = runs[0].parent.name
+    for result in runs[1:]:
+        shutil.copytree(result.parent, repo / "results" / "runs" / result.parent.name)
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(command, shell=True, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "rule train" not in done.stdout + done.stderr
+    table = pd.read_csv(repo / "results" / "runs_table.csv").set_index("run_id")
+    assert table.loc[missing, "status"] == "missing" and (table["status"] == "completed").sum() == len(runs) - 1
+    assert (repo / "results" / "report.html").stat().st_size > 10_000

@@ -1,5 +1,6 @@
 # Config loading and validation, the resolved runs, and the input functions.
 
+import math
 import sys
 from pathlib import Path
 
@@ -13,6 +14,17 @@ sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}:$PYTHONPATH"; ')
 from hybrid.data import PACKED, packed_dir  # noqa: E402
 from hybrid.workflow_config import check_config, check_config_files  # noqa: E402
+
+# `--config partial=true` arrives as the string "true": Snakemake parses `--config` values
+# as numbers or strings, never as YAML booleans.
+if isinstance(config.get("partial"), str):
+    flag = config["partial"].strip().lower()
+    if flag not in ("true", "false", "yes", "no", "1", "0"):
+        raise WorkflowError(
+            f"invalid config: partial: {config['partial']!r} is not a boolean; "
+            "use --config partial=true (or false)"
+        )
+    config["partial"] = flag in ("true", "yes", "1")
 
 # Every value checked before any job (hybrid/workflow_config.py): the files read strictly
 # (a duplicated key is an error), the schema of workflow/schemas/config.schema.yaml, every
@@ -80,19 +92,16 @@ def data_ready(wildcards):
 # order the report lists them (the verdicts first). A variant study (one that varies
 # `variant` and is no sweep's) gets a table and an accuracy figure; a sweep its own.
 from analysis.collect import variant_studies  # noqa: E402
+from analysis.report import report_categories  # noqa: E402
 
-STUDY_CATEGORY = {
-    "pooling": "2. Pooling variants",
-    "first_release": "3. First release",
-    "arch": "4. Architectures",
-    "placement": "5. Placement",
-    "smoothness": "6. Smoothness",
-    "init_stride": "7. Initial strides",
-    "datasets": "8. Larger data sets",
-}
-RUNS_CATEGORY = "9. Runs"
+# {"claims" | study | "runs": "<n>. <title>"}: one number per category, from one ordered list
+# (analysis/report.py): the claims, the paper's studies, any other study, the runs.
+CATEGORY = report_categories(config)
+RUNS_CATEGORY = CATEGORY["runs"]
 CAPTIONED = {
     "claims",
+    "verdicts",
+    "claims_forest",
     "status",
     "outliers",
     "pooling",
@@ -110,21 +119,30 @@ CAPTIONED = {
     "datasets",
     "datasets_accuracy",
 }
+# The report lists a category's items by their first label: these names put the forest plot
+# first, then the verdict table, then every statistic, and all runs before their counts.
+REPORT_NAMES = {
+    "claims_forest": "1. verdicts: forest plot",
+    "verdicts": "2. verdicts: table",
+    "claims": "3. every statistic of the claims",
+    "runs": "all runs (sortable, filterable)",
+}
 VARIANT_STUDIES = variant_studies(config)
 
 
-def _category(study):
-    return STUDY_CATEGORY.get(study, f"7. {study}")
+def _labels(name, kind):
+    return {"name": REPORT_NAMES.get(name, name), "type": kind}
 
 
 def _sweep_category(name):
-    return _category(config["sweeps"][name]["study"])
+    return CATEGORY[config["sweeps"][name]["study"]]
 
 
 TABLES = {}
 if config.get("comparisons"):
-    TABLES["claims"] = "1. Claims"
-TABLES.update({study: _category(study) for study in VARIANT_STUDIES})
+    TABLES["verdicts"] = CATEGORY["claims"]
+    TABLES["claims"] = CATEGORY["claims"]
+TABLES.update({study: CATEGORY[study] for study in VARIANT_STUDIES})
 TABLES.update(
     {
         name: _sweep_category(name)
@@ -135,18 +153,23 @@ TABLES.update(
 TABLES["status"] = RUNS_CATEGORY
 TABLES["outliers"] = RUNS_CATEGORY
 
-FIGURES = {
-    name: STUDY_CATEGORY["pooling"]
-    for name in (
-        "pooling_accuracy",
-        "learning_curves",
-        "stride_trajectories",
-        "accuracy_flops",
-    )
-}
+FIGURES = {}
+if config.get("comparisons"):
+    FIGURES["claims_forest"] = CATEGORY["claims"]
 FIGURES.update(
     {
-        f"{study}_accuracy": _category(study)
+        name: CATEGORY["pooling"]
+        for name in (
+            "pooling_accuracy",
+            "learning_curves",
+            "stride_trajectories",
+            "accuracy_flops",
+        )
+    }
+)
+FIGURES.update(
+    {
+        f"{study}_accuracy": CATEGORY[study]
         for study in VARIANT_STUDIES
         if study != "pooling"
     }
@@ -196,3 +219,23 @@ def analysis_outputs():
 
 def uses_gpu(run):
     return run.config.train.device != "cpu" and RESOURCES.get("gpus", 0) > 0
+
+
+from hybrid.cost import cost_settings, run_gpu_hours  # noqa: E402
+
+RATES, _ = cost_settings(config)
+RUNTIME_CAP = RESOURCES.get("runtime_min", 60)
+RUNTIME_MARGIN = RESOURCES.get("runtime_margin", 2.0)
+STARTUP_MIN = 10  # start-up, data, evaluation and checkpoints, above the estimate
+
+
+def train_runtime(wildcards, attempt):
+    """A run's time request in minutes: on a GPU, its cost estimate (`cost.images_per_s`)
+    times `resources.runtime_margin` plus start-up, doubled on each retry (a run that
+    outlives its limit checkpoints on the profile's advance signal and resumes), never
+    above `resources.runtime_min`; without a GPU, `runtime_min`."""
+    run = RUNS[wildcards.run]
+    if not uses_gpu(run):
+        return RUNTIME_CAP
+    estimate = run_gpu_hours(run.config, RATES) * 60 * RUNTIME_MARGIN + STARTUP_MIN
+    return min(RUNTIME_CAP, int(math.ceil(estimate * 2 ** (attempt - 1))))

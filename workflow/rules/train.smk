@@ -39,13 +39,15 @@ rule train:
         "../envs/train.yaml"
     threads: RESOURCES.get("cpus", 1)
     resources:
-        runtime=RESOURCES.get("runtime_min", 60),
+        runtime=train_runtime,
         mem_mb=RESOURCES.get("mem_mb", 4000),
         gpu=lambda w: RESOURCES.get("gpus", 0) if uses_gpu(RUNS[w.run]) else 0,
+    # Nothing here may name a run's studies or variant: a changed parameter reruns a
+    # finished job, and adding a study must not retrain the runs it shares. The run reads
+    # its MLflow labels from runs.csv itself, and the tracking sync keeps them current.
     params:
         out=lambda w, output: Path(output.result).parent,
         results=lambda w, output: Path(output.result).parents[2],
-        tags=lambda w: f"--tag 'variant={RUNS[w.run].variant}' --tag 'studies={';'.join(RUNS[w.run].studies)}'",
     shell:
         "python -m hybrid.train --run-config {input.config} --out {params.out}"
-        " --results-dir {params.results} --threads {threads} {params.tags} > {log} 2>&1"
+        " --results-dir {params.results} --threads {threads} > {log} 2>&1"
