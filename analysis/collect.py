@@ -33,7 +33,8 @@ SKIPPED_KEYS = ("run_id", "run_name", "config")
 NUMERIC_COLUMNS = ("seed", "test_accuracy", "best_test_accuracy", "best_epoch", "test_loss",
                    "val_accuracy", "epochs_completed", "epochs", "params", "flops",
                    "wall_time_s", "train_time_s", "images_per_s")
-NUMERIC_PREFIXES = ("stride/", "cost/")
+NUMERIC_PREFIXES = ("stride/", "cost/", "initial_cost/")
+MAP_COLUMNS = ("cost/final_map", "initial_cost/final_map")  # "HxW" strings, not numbers
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
@@ -61,6 +62,9 @@ def flatten_result(result: dict) -> dict[str, object]:
         elif isinstance(value, dict):
             row.update({f"{key}/{k}": v for k, v in value.items()
                         if not isinstance(v, (dict, list))})
+            # a map size, [height, width], as "HxW" (cost/final_map, initial_cost/final_map)
+            row.update({f"{key}/{k}": "x".join(str(n) for n in v) for k, v in value.items()
+                        if isinstance(v, list) and v and all(isinstance(n, int) for n in v)})
         elif not isinstance(value, list):
             row[key] = value
     return row
@@ -131,7 +135,7 @@ def collect(runs_csv: str | Path, runs_dir: str | Path) -> tuple[pd.DataFrame, p
 
 def _with_numeric_columns(table: pd.DataFrame) -> pd.DataFrame:
     for column in table.columns:
-        if column in NUMERIC_COLUMNS or column.startswith(NUMERIC_PREFIXES):
+        if column not in MAP_COLUMNS and (column in NUMERIC_COLUMNS or column.startswith(NUMERIC_PREFIXES)):
             table[column] = pd.to_numeric(table[column], errors="coerce")  # "" -> NaN
     return table
 

@@ -13,7 +13,8 @@ coverage tests in tests/test_stats.py drive them through simulated replicates.
 - P(treatment > control): the Mann-Whitney estimate with Newcombe's (2006) method 5
   interval, which stays inside (0, 1) when the arms separate.
 - Arms without spread: exact permutation tests, never a t statistic over a zero variance.
-- Rank tests: the smallest two-sided p their sample sizes allow.
+- Rank tests: exact without ties at any size (with ties: exact up to 20,000 splits, then
+  the normal approximation), and the smallest two-sided p their sample sizes allow.
 - Robust summaries: the median, the interquartile mean and a median/MAD outlier score.
 """
 
@@ -141,22 +142,38 @@ def superiority_interval(theta: np.ndarray, n_a: int, n_b: int,
     return bounds[0], bounds[1]
 
 
-EXACT_SPLITS = 20_000  # rank tests run exactly (every split or sign pattern) up to this many
+EXACT_SPLITS = 20_000  # tied rank tests run exactly (every split or sign pattern) up to this
+
+
+def mannwhitney_method(a: np.ndarray, b: np.ndarray) -> str:
+    """How mannwhitney_p computes its p: 'exact' without ties (scipy's exact null
+    distribution, any size), 'exact permutation' with ties up to EXACT_SPLITS splits, else
+    'normal approximation' (tie-corrected)."""
+    pooled = np.concatenate([np.asarray(a, dtype=float), np.asarray(b, dtype=float)])
+    if np.unique(pooled).size == pooled.size:
+        return "exact"
+    exact = math.comb(len(a) + len(b), len(a)) <= EXACT_SPLITS
+    return "exact permutation" if exact else "normal approximation"
 
 
 def mannwhitney_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Mann-Whitney p, exact over every split of the pooled runs (ties included)
-    when there are at most EXACT_SPLITS, else scipy's tie-corrected normal approximation."""
-    exact = math.comb(len(a) + len(b), len(a)) <= EXACT_SPLITS
-    method = stats.PermutationMethod(n_resamples=np.inf) if exact else "asymptotic"
+    """Two-sided Mann-Whitney p, computed as mannwhitney_method says."""
+    method = {"exact": "exact", "normal approximation": "asymptotic",
+              "exact permutation": stats.PermutationMethod(n_resamples=np.inf)}[
+        mannwhitney_method(a, b)]
     return float(stats.mannwhitneyu(a, b, alternative="two-sided", method=method).pvalue)
 
 
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p of the pairs a - b, exact over every sign pattern
-    when there are at most EXACT_SPLITS, else scipy's normal approximation."""
-    exact = 2 ** len(a) <= EXACT_SPLITS
-    method = stats.PermutationMethod(n_resamples=np.inf) if exact else "approx"
+    """Two-sided Wilcoxon signed-rank p of the pairs a - b: scipy's exact distribution
+    without ties or zero differences, exact over every sign pattern with them up to
+    EXACT_SPLITS patterns, else scipy's normal approximation."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if np.all(d != 0) and np.unique(np.abs(d)).size == d.size:
+        method = "exact"
+    else:
+        exact = 2 ** len(d) <= EXACT_SPLITS
+        method = stats.PermutationMethod(n_resamples=np.inf) if exact else "approx"
     return float(stats.wilcoxon(a, b, method=method).pvalue)
 
 

@@ -5,7 +5,8 @@ has one row per training run with at least `seed`, `status` ("completed" or "div
 metric (`test_accuracy`, final-epoch accuracy in [0, 1]) plus axis columns such as `study`,
 `dataset`, `variant`. Statistics use completed runs only, and every summary reports how many
 runs it excluded. The tests and intervals are analysis.inference's (scipy calls and cited
-formulas); the verdict is `verdicts`, one vectorised rule that the tables and the
+formulas); the verdict is analysis.verdict_rule's, one interval per row read against 0,
+the equivalence margin and the claim's tolerance band, a rule that the tables and the
 simulations behind `seeds_needed` share. Simulations take a seed, so the same inputs give
 the same numbers.
 """
@@ -18,38 +19,38 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower
 
 from analysis import inference
 from analysis.inference import CONFIDENCE
-
-ALPHA = 0.05
-POWER = 0.80
-EQUIVALENCE_MARGIN = 0.005  # accuracy; `analysis.equivalence_margin` in the config
-OUTLIER_Z = 3.5  # robust z beyond which a run is flagged (Iglewicz and Hoaglin's 3.5)
-OUTLIER_MIN_GAP = 0.01  # ... and at least this far from its cell's median
-SIMULATIONS = 4000  # replicates per sample size in seeds_needed
-MAX_SEEDS = 1000  # seeds_needed above this is reported as inf
-ADJUSTED = {"p0": "p0_adjusted", "p_claim": "p_claim_adjusted", "p_tost": "p_tost_adjusted"}
-
-VERDICT_RULE = (
-    "delta = mean(treatment) - mean(control) over completed runs. Three tests, each "
-    "two-sided Welch t (an exact permutation test where neither arm varies) and each "
-    "adjusted across the family of comparisons by the configured correction: p0 tests "
-    "delta = 0, p_claim tests delta = the paper's claimed delta, p_tost is the TOST "
-    "equivalence test of abs(delta) < margin (analysis.equivalence_margin). With a claimed "
-    "delta: 'contradicted' if p0 < alpha and delta has the opposite sign; if p0 < alpha "
-    "and delta has the claimed sign, 'smaller than claimed' or 'larger than claimed' when "
-    "p_claim < alpha, else 'reproduced'; otherwise 'no effect' if p_tost < alpha, "
-    "'contradicted' if p_claim < alpha with delta short of the claim (the claimed size is "
-    "rejected and no direction is shown), else 'inconclusive'. A claimed delta of 0 is "
-    "'contradicted' by p0 < alpha and borne out as 'no effect' by p_tost < alpha. Without a "
-    "claimed delta: 'higher' or 'lower' if p0 < alpha, 'no effect' if p_tost < alpha, else "
-    "'inconclusive'. An arm with fewer than 2 completed runs gives 'inconclusive'. "
-    "p_verdict is the adjusted p that decided the verdict (verdict_test names it)."
+from analysis.verdict_rule import (  # noqa: F401  (the rule's names are stats' API too)
+    ALPHA,
+    CLAIM_TOLERANCE,
+    COLLAPSE_GAP,
+    COLLAPSE_RULE,
+    EQUIVALENCE_MARGIN,
+    MAX_SEEDS,
+    MIN_RUNS_FOR_INTERVAL,
+    POWER,
+    POWER_KEYS,
+    SIMULATIONS,
+    VERDICT_RULE,
+    collapsed,
+    failure_p,
+    failures_text,
+    family_level,
+    labels,
+    power_figures,
+    reproduced_rate,
+    sd_upper,
+    seeds_for_power,
+    seeds_needed,
+    welch_interval,
 )
 
-MIN_RUNS_FOR_INTERVAL = 3
+OUTLIER_Z = 3.5  # robust z beyond which a run is flagged (Iglewicz and Hoaglin's 3.5)
+OUTLIER_MIN_GAP = 0.01  # ... and at least this far from its cell's median
+ADJUSTED = {"p0": "p0_adjusted", "p_claim": "p_claim_adjusted", "p_tost": "p_tost_adjusted"}
+
 INTERVAL_RULE = (
     f"An interval (a mean's t 95% interval, a band, a delta's Welch interval) is drawn only "
     f"where every cell it describes has at least {MIN_RUNS_FOR_INTERVAL} completed runs: at "
@@ -64,8 +65,10 @@ def outlier_rule(z: float = OUTLIER_Z, min_gap: float = OUTLIER_MIN_GAP) -> str:
     return (f"A completed run is flagged when its metric lies more than {z:g} robust SDs "
             f"(1.4826 x the median absolute deviation) and more than {min_gap:g} from the "
             "median of its cell (the runs that differ only in seed; cells of 3 or more "
-            "completed runs). Flagged runs stay in every statistic and verdict; they are "
-            "listed, counted, and the median and interquartile mean stand beside each mean.")
+            "completed runs). Flagged runs stay in every statistic; they are listed, counted, and "
+            "the median and interquartile mean stand beside each mean. A flagged run that "
+            "also collapsed (far below its arm, analysis.collapse_gap) is a failure: the "
+            "claims' intervals leave it out and count it.")
 
 
 OUTLIER_RULE = outlier_rule()
@@ -206,45 +209,63 @@ def _paired_tests(a: np.ndarray, b: np.ndarray, pairing: str) -> dict[str, objec
 
 
 COMPARE_KEYS = (
-    "n_treatment", "n_control", "mean_treatment", "mean_control", "std_treatment", "std_control",
+    "n_treatment", "n_control", "n_collapsed_treatment", "n_collapsed_control",
+    "mean_treatment", "mean_control", "std_treatment", "std_control",
     "median_treatment", "median_control", "iqm_treatment", "iqm_control", "claimed_delta",
-    "equivalence_margin", "delta", "iqm_delta", "delta_ci_low", "delta_ci_high", "test", "p0",
-    "p_claim", "p_tost", "mannwhitney_p", "mannwhitney_min_p", "n_pairs", "pairing",
-    "paired_t_p", "wilcoxon_p", "wilcoxon_min_p", "hedges_g", "p_improvement",
+    "equivalence_margin", "claim_tolerance", "delta", "iqm_delta", "delta_ci_low",
+    "delta_ci_high", "ci_level", "family", "family_size", "verdict", "test", "p0", "p_claim",
+    "p_tost", "mannwhitney_p", "mannwhitney_method", "mannwhitney_min_p", "n_pairs",
+    "pairing", "paired_t_p", "wilcoxon_p", "wilcoxon_min_p", "hedges_g", "p_improvement",
     "p_improvement_ci_low", "p_improvement_ci_high", "pair_pi_low", "pair_pi_high",
     "treatment_pi_low", "treatment_pi_high", "control_pi_low", "control_pi_high", "pooled_sd",
-    "family", "min_detectable_delta", "seeds_needed")
+    "sd_upper", "min_detectable_delta", "seeds_needed", "seeds_needed_sd_upper")
 
 
 def compare(treatment: Sequence[float], control: Sequence[float], *,
             treatment_seeds: Sequence[int] | None = None,
             control_seeds: Sequence[int] | None = None, alpha: float = ALPHA,
             claimed_delta: float | None = None, margin: float = EQUIVALENCE_MARGIN,
-            family: int = 1, rng: int = 0) -> dict[str, object]:
-    """One comparison of treatment against control accuracies (delta = treatment - control);
-    the keys are COMPARE_KEYS whatever the data (NaN where there are too few runs).
+            tolerance: float = CLAIM_TOLERANCE, collapse_gap: float = COLLAPSE_GAP,
+            rng: int = 0) -> dict[str, object]:
+    """One comparison of treatment against control accuracies (delta = treatment - control),
+    read as a family of one (compare_family re-reads rows in their family); the keys are
+    COMPARE_KEYS whatever the data (NaN where there are too few runs).
 
-    Arms: n, mean, std, median, interquartile mean. delta with its Welch t interval; the raw
-    p0, p_claim and p_tost of VERDICT_RULE (`test` says Welch or, where neither arm varies,
-    permutation); Mann-Whitney p and the smallest p its sizes allow; paired t and Wilcoxon
-    (and its smallest p) over runs paired by seed; Hedges' g; P(treatment > control) with
-    Newcombe's interval; 95% prediction intervals for one treatment run, one control run and
-    one treatment-minus-control pair (the yardsticks for the paper's single runs); the
-    power figures of `power_figures` for a family of `family` comparisons.
+    Collapsed runs (verdict_rule.COLLAPSE_RULE) are counted and left out of everything.
+    Then: the arms' n, mean, std, median and interquartile mean; delta with the Welch
+    interval at 1 - alpha that decides the `verdict` (VERDICT_RULE); the raw p0, p_claim and
+    p_tost, for reference (`test` says Welch or, where neither arm varies, permutation);
+    Mann-Whitney p (`mannwhitney_method` says how it was computed) and the smallest p its
+    sizes allow; paired t and Wilcoxon over runs paired by seed; Hedges' g;
+    P(treatment > control) with Newcombe's interval; 95% prediction intervals for one
+    treatment run, one control run and one treatment-minus-control pair (the yardsticks for
+    the paper's single runs); the power figures of `power_figures`.
     """
-    a, b = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
+    a_all, b_all = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
+    gone_a, gone_b = collapsed(a_all, collapse_gap), collapsed(b_all, collapse_gap)
+    a, b = a_all[~gone_a], b_all[~gone_b]
     claim = np.nan if claimed_delta is None else float(claimed_delta)
     out = dict.fromkeys(COMPARE_KEYS, np.nan)
-    out.update(n_treatment=a.size, n_control=b.size, claimed_delta=claim,
-               equivalence_margin=margin, test="", family=family)
+    out.update(n_treatment=a.size, n_control=b.size, n_collapsed_treatment=int(gone_a.sum()),
+               n_collapsed_control=int(gone_b.sum()), claimed_delta=claim,
+               equivalence_margin=margin, claim_tolerance=tolerance, test="",
+               mannwhitney_method="", family=family_name(claim), family_size=1)
     for arm, x in (("treatment", a), ("control", b)):
         summary = cell_summary(x)
         out.update({f"{k}_{arm}": summary[k] for k in ("mean", "std", "median", "iqm")})
     out["delta"] = out["mean_treatment"] - out["mean_control"]
     out["iqm_delta"] = out["iqm_treatment"] - out["iqm_control"]
-    out.update(_paired_tests(*_paired(a, b, treatment_seeds, control_seeds)))
+    for name, s, x in (("treatment", treatment_seeds, a_all), ("control", control_seeds, b_all)):
+        if s is not None and np.size(s) != x.size:
+            raise ValueError(f"{name}_seeds must list one seed per {name} value; got "
+                             f"{np.size(s)} seeds for {x.size} values.")
+    seeds = [None if s is None else np.asarray(s)[~gone] for s, gone in
+             ((treatment_seeds, gone_a), (control_seeds, gone_b))]
+    out.update(_paired_tests(*_paired(a, b, *seeds)))
     if a.size and b.size:
         out["mannwhitney_min_p"] = inference.min_p_mannwhitney(a.size, b.size)
+    decided = decide(out, alpha=alpha, family_size=1)
+    out.update({k: str(v) if k == "verdict" else float(v) for k, v in decided.items()})
     if a.size < 2 or b.size < 2:
         return out
     out["test"] = "permutation" if _no_spread(a, b) else "welch"
@@ -254,17 +275,16 @@ def compare(treatment: Sequence[float], control: Sequence[float], *,
     out["p_tost"] = max(two_sample_p(a, b, shift=-margin, alternative="greater"),
                         two_sample_p(a, b, shift=margin, alternative="less"))
     if out["test"] == "welch":
-        out["delta_ci_low"], out["delta_ci_high"] = map(float, inference.delta_interval(a, b))
         out["pair_pi_low"], out["pair_pi_high"] = map(float, inference.pair_prediction_interval(a, b))
     for arm, x in (("treatment", a), ("control", b)):
         out[f"{arm}_pi_low"], out[f"{arm}_pi_high"] = map(float, inference.prediction_interval(x))
     theta = inference.superiority(a, b)
     low, high = inference.superiority_interval(theta, a.size, b.size)
     out.update(mannwhitney_p=inference.mannwhitney_p(a, b),
+               mannwhitney_method=inference.mannwhitney_method(a, b),
                hedges_g=hedges_g(a, b), p_improvement=float(theta),
-               p_improvement_ci_low=float(low), p_improvement_ci_high=float(high))
-    out.update(power_figures(a.size, b.size, _pooled_sd(a, b), alpha=alpha, claimed_delta=claim,
-                             family=family, rng=rng))
+               p_improvement_ci_low=float(low), p_improvement_ci_high=float(high),
+               pooled_sd=_pooled_sd(a, b))
     return out
 
 
@@ -299,50 +319,31 @@ def arm_counts(rows: pd.DataFrame, metric: str, arm: str) -> dict[str, int]:
             f"n_flagged_{arm}": _n_flagged(done)}
 
 
-# -- verdicts -------------------------------------------------------------------------------
+# -- verdicts: one interval per row, in its family ------------------------------------------
 
-def verdicts(p0, p_claim, p_tost, delta, claimed_delta,
-             alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
-    """(verdict, deciding test) per element by VERDICT_RULE, from adjusted p's (NaN where a
-    test was not run); vectorised, so simulations and tables share the one rule."""
-    p0, p_claim, p_tost, delta, claim = np.broadcast_arrays(
-        *(np.asarray(v, dtype=float) for v in (p0, p_claim, p_tost, delta, claimed_delta)))
-    has_claim = np.isfinite(claim)
-    sign = np.sign(np.where(has_claim, claim, 0.0))
-    direction = p0 < alpha
-    with_sign = direction & (np.sign(delta) == sign) & (sign != 0)
-    against = direction & (np.sign(delta) == -sign) & (sign != 0)
-    size_rejected, equivalent = p_claim < alpha, p_tost < alpha
-    short = (delta - claim) * sign < 0
-    null_claim = has_claim & (claim == 0)
-    rules = [  # (condition, verdict, deciding test), first match wins
-        (~np.isfinite(p0), "inconclusive", "p0"),
-        (~has_claim & direction & (delta > 0), "higher", "p0"),
-        (~has_claim & direction, "lower", "p0"),
-        (~has_claim & equivalent, "no effect", "p_tost"),
-        (~has_claim, "inconclusive", "p0"),
-        (null_claim & direction, "contradicted", "p0"),
-        (null_claim & equivalent, "no effect", "p_tost"),
-        (null_claim, "inconclusive", "p0"),
-        (against, "contradicted", "p0"),
-        (with_sign & size_rejected & short, "smaller than claimed", "p_claim"),
-        (with_sign & size_rejected, "larger than claimed", "p_claim"),
-        (with_sign, "reproduced", "p0"),
-        (equivalent, "no effect", "p_tost"),
-        (size_rejected & short, "contradicted", "p_claim"),
-    ]
-    conditions = [c for c, _, _ in rules]
-    verdict = np.select(conditions, [v for _, v, _ in rules], default="inconclusive")
-    test = np.select(conditions, [t for _, _, t in rules], default="p0")
-    return verdict, test
+def family_name(claimed_delta) -> np.ndarray | str:
+    """'confirmatory' where the row has a paper number (a claimed delta), else 'exploratory'."""
+    return np.where(np.isfinite(np.asarray(claimed_delta, dtype=float)), "confirmatory",
+                    "exploratory")[()]
+
+
+def decide(rows: Mapping | pd.DataFrame, *, alpha: float = ALPHA,
+           family_size=1) -> dict[str, np.ndarray]:
+    """ci_level, the deciding interval (delta_ci_low, delta_ci_high) and the verdict of rows
+    (a compare() result, or a table of them) in families of `family_size`: VERDICT_RULE."""
+    get = (lambda k: np.asarray(rows[k], dtype=float))
+    level = family_level(alpha, family_size) * np.ones_like(get("delta"))
+    low, high = welch_interval(get("mean_treatment"), get("std_treatment"), get("n_treatment"),
+                               get("mean_control"), get("std_control"), get("n_control"), level)
+    verdict_ = labels(low, high, get("claimed_delta"), get("equivalence_margin"),
+                      get("claim_tolerance"))
+    return {"ci_level": level[()], "delta_ci_low": low[()], "delta_ci_high": high[()],
+            "verdict": verdict_[()]}
 
 
 def verdict(result: Mapping[str, float], *, alpha: float = ALPHA) -> str:
-    """The verdict of one compare() result by VERDICT_RULE: reads the adjusted p's when
-    compare_family has set them, else the raw ones (a family of one)."""
-    p = {name: result.get(ADJUSTED[name], result.get(name, np.nan)) for name in ADJUSTED}
-    return str(verdicts(p["p0"], p["p_claim"], p["p_tost"], result["delta"],
-                        result["claimed_delta"], alpha)[0])
+    """The verdict of one compare() result by VERDICT_RULE, in its `family_size`."""
+    return str(decide(result, alpha=alpha, family_size=result.get("family_size", 1))["verdict"])
 
 
 def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
@@ -360,96 +361,55 @@ def adjust(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
 
 def compare_family(comparisons: pd.DataFrame | Sequence[Mapping[str, object]], *,
                    method: str = "holm", alpha: float = ALPHA, rng: int = 0) -> pd.DataFrame:
-    """The comparisons (rows of compare() results) with p0, p_claim and p_tost each adjusted
-    across the family by `method` (`*_adjusted`), the `verdict`, the `verdict_test` that
-    decided it and its adjusted p (`p_verdict`), and the power figures redone for the
-    family's size (the comparisons with a p0)."""
+    """The comparisons (rows of compare() results) read in their families (VERDICT_RULE):
+    `family` (confirmatory: rows with a claimed delta; exploratory: the rest), `family_size`
+    (the family's rows whose arms each have MIN_RUNS_FOR_INTERVAL runs), the Bonferroni
+    interval at `ci_level` and the `verdict` it decides; p0, p_claim and p_tost adjusted by
+    `method` within each family (`*_adjusted`, for reference); the failures of each arm
+    (`failures`, Fisher's `failure_p`); the power figures at the family's size."""
     table = pd.DataFrame(list(comparisons) if not isinstance(comparisons, pd.DataFrame)
                          else comparisons).reset_index(drop=True)
+    for arm in ("treatment", "control"):
+        for count in ("n_diverged", "n_collapsed"):
+            if f"{count}_{arm}" not in table:
+                table[f"{count}_{arm}"] = 0
+    table["family"] = family_name(table["claimed_delta"].astype(float))
+    eligible = ((table["n_treatment"] >= MIN_RUNS_FOR_INTERVAL)
+                & (table["n_control"] >= MIN_RUNS_FOR_INTERVAL))
+    table["family_size"] = eligible.groupby(table["family"]).transform("sum").astype(int)
+    for key, value in decide(table, alpha=alpha, family_size=table["family_size"]).items():
+        table[key] = value
     for raw, adjusted in ADJUSTED.items():
-        table[adjusted] = adjust(table[raw] if raw in table else np.full(len(table), np.nan),
-                                 method)
+        values = table[raw] if raw in table else pd.Series(np.nan, index=table.index)
+        table[adjusted] = values.astype(float).groupby(table["family"]).transform(
+            lambda p: pd.Series(adjust(p, method), index=p.index))
     table["adjust_method"] = method
-    verdict_, test = verdicts(table["p0_adjusted"], table["p_claim_adjusted"],
-                              table["p_tost_adjusted"], table["delta"], table["claimed_delta"],
-                              alpha)
-    table["verdict"], table["verdict_test"] = verdict_, test
-    table["p_verdict"] = [row[ADJUSTED[t]] for t, row in zip(test, table.to_dict("records"))]
-    family = max(int(np.isfinite(table["p0"].astype(float)).sum()), 1)
-    for i, row in table.iterrows():
-        if row["family"] == family:  # compare() already sized them for this family
-            continue
-        figures = power_figures(row["n_treatment"], row["n_control"], row["pooled_sd"],
-                                alpha=alpha, claimed_delta=row["claimed_delta"],
-                                family=family, rng=rng)
-        for key, value in figures.items():
-            table.at[i, key] = value
+    table = pd.concat([table, failure_columns(table)], axis=1)
+    power = [power_figures(row["n_treatment"], row["n_control"], row["pooled_sd"], alpha=alpha,
+                           claimed_delta=row["claimed_delta"], family_size=row["family_size"],
+                           margin=row["equivalence_margin"], tolerance=row["claim_tolerance"],
+                           rng=rng) for row in table.to_dict("records")]
+    for key in POWER_KEYS:
+        table[key] = [figures[key] for figures in power]
     return table
 
 
-# -- power ----------------------------------------------------------------------------------
-
-def reproduced_rate(true_delta: float, sd: float, n: int, *, claimed_delta: float,
-                    family: int = 1, alpha: float = ALPHA, n_sim: int = SIMULATIONS,
-                    rng: int = 0) -> float:
-    """The chance that `verdicts` says 'reproduced' with n seeds per arm when the true delta
-    is `true_delta` and both arms have SD `sd`, in a family of `family` comparisons.
-
-    Simulated from the sufficient statistics (normal means, scaled chi-square SDs) through
-    Welch's test; the family enters at its worst case for this comparison, p0 * family
-    (what Holm or Benjamini-Hochberg ask of it when the others are null) with p_claim
-    unadjusted, so the rate is a floor for the rule as the tables apply it."""
-    gen = np.random.default_rng(rng)
-    scale = sd / np.sqrt(n)
-    mean_a = true_delta + scale * gen.standard_normal(n_sim)
-    mean_b = scale * gen.standard_normal(n_sim)
-    sd_a, sd_b = (sd * np.sqrt(gen.chisquare(n - 1, n_sim) / (n - 1)) for _ in range(2))
-    p0 = inference.welch_from_moments(mean_a, sd_a, n, mean_b, sd_b, n)
-    p_claim = inference.welch_from_moments(mean_a, sd_a, n, mean_b, sd_b, n, shift=claimed_delta)
-    verdict_, _ = verdicts(np.minimum(1.0, p0 * family), p_claim, np.nan, mean_a - mean_b,
-                           claimed_delta, alpha)
-    return float(np.mean(verdict_ == "reproduced"))
-
-
-def seeds_needed(claimed_delta: float, sd: float, *, family: int = 1, alpha: float = ALPHA,
-                 power: float = POWER, n_sim: int = SIMULATIONS, max_n: int = MAX_SEEDS,
-                 rng: int = 0) -> float:
-    """Seeds per arm for a `power` chance of 'reproduced' if the true delta were the claimed
-    one at SD `sd`, in a family of `family` comparisons (reproduced_rate, by simulation);
-    inf above `max_n`, NaN without a nonzero claim or a positive SD."""
-    if not (np.isfinite(claimed_delta) and claimed_delta != 0 and np.isfinite(sd) and sd > 0):
-        return np.nan
-
-    def enough(n: int) -> bool:
-        return reproduced_rate(claimed_delta, sd, n, claimed_delta=claimed_delta, family=family,
-                               alpha=alpha, n_sim=n_sim, rng=rng) >= power
-
-    low, high = 1, 2  # enough(low) is False (one seed gives no test), find a high that is
-    while not enough(high):
-        if high >= max_n:
-            return np.inf
-        low, high = high, min(2 * high, max_n)
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if enough(mid) else (mid, high)
-    return high
-
-
-def power_figures(n_treatment: int, n_control: int, sd: float, *, alpha: float = ALPHA,
-                  claimed_delta: float = np.nan, family: int = 1,
-                  rng: int = 0) -> dict[str, float]:
-    """pooled_sd; min_detectable_delta: the difference a two-sided two-sample t-test at
-    alpha / family detects with 80% power at these n's (statsmodels); seeds_needed: see
-    `seeds_needed` (the verdict rule itself, simulated). NaN without a positive SD."""
-    out = {"pooled_sd": sd, "family": family, "min_detectable_delta": np.nan,
-           "seeds_needed": np.nan}
-    if not (np.isfinite(sd) and sd > 0 and n_treatment >= 2 and n_control >= 2):
-        return out
-    effect = TTestIndPower().solve_power(nobs1=n_treatment, ratio=n_control / n_treatment,
-                                         power=POWER, alpha=alpha / family,
-                                         alternative="two-sided")
-    out["min_detectable_delta"] = float(effect) * sd
-    out["seeds_needed"] = seeds_needed(claimed_delta, sd, family=family, alpha=alpha, rng=rng)
+def failure_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Per row and arm: runs (completed + diverged), failed (diverged + collapsed), the
+    `failures` sentence ('treatment: 1 of 10 failed (1 collapsed); control: none of 10
+    failed') and Fisher's exact `failure_p` between the arms' failure rates."""
+    out = pd.DataFrame(index=table.index)
+    for arm in ("treatment", "control"):
+        diverged = table[f"n_diverged_{arm}"].fillna(0).astype(int)
+        collapsed_ = table[f"n_collapsed_{arm}"].fillna(0).astype(int)
+        out[f"n_failed_{arm}"] = diverged + collapsed_
+        out[f"n_runs_{arm}"] = table[f"n_{arm}"].fillna(0).astype(int) + out[f"n_failed_{arm}"]
+        out[f"failures_{arm}"] = [failures_text(f, n, d, c) for f, n, d, c in zip(
+            out[f"n_failed_{arm}"], out[f"n_runs_{arm}"], diverged, collapsed_)]
+    out["failures"] = ("treatment: " + out.pop("failures_treatment") + "; control: "
+                       + out.pop("failures_control"))
+    out["failure_p"] = failure_p(out["n_failed_treatment"], out["n_runs_treatment"],
+                                 out["n_failed_control"], out["n_runs_control"])
     return out
 
 

@@ -6,8 +6,10 @@ LaTeX (booktabs).
 
 writes, under --out, `<name>.csv`, `<name>.md` and `<name>.tex` for
 - `claims`: one row per comparison of `comparisons` and combination of its `by` columns:
-  the paper's numbers, the treatment arm over seeds, delta with its bootstrap CI, the
-  family-adjusted p and the verdict of `analysis.stats.VERDICT_RULE`;
+  the paper's numbers, the treatment arm over seeds, delta with the Welch interval
+  (Bonferroni over the row's family: confirmatory rows have a paper number, exploratory
+  rows do not) that decides the verdict of `analysis.stats.VERDICT_RULE`, both arms' runs,
+  failures (diverged, collapsed) and flagged runs, and the seeds the rule needs;
 - one table per variant study (`pooling`, and any other study that varies `variant` and is
   no sweep's, e.g. `first_release`, `arch`): accuracy, cost and time per recipe (and the
   study's other axes), dataset and variant;
@@ -61,13 +63,14 @@ from analysis.collect import (DATASET, VARIANT, in_study, read_runs_table, statu
                               user_errors, variant_studies)
 from analysis.runs_page import runs_page
 from analysis.verdicts import (VERDICT_CSS, VERDICT_NOTE, landing_fragment, verdict_badge,
-                               verdict_display, verdict_table)
+                               family_titles, verdict_display, verdict_table)
 
 POOLING_STUDY = "pooling"
 LANDING_NOTE = ("delta: treatment minus control, final-epoch test accuracy, in percentage "
-                "points (pp), with its Welch t 95% interval, shown where both arms have at "
-                "least 3 completed runs; paper delta: the paper's single-run claim; n: "
-                "completed runs per arm.")
+                "points (pp), with the Welch interval that decided its verdict (Bonferroni "
+                "over the row's family, at the level shown), drawn where both arms have at "
+                "least 3 runs that did not fail; paper delta: the paper's single-run claim; "
+                "n: runs per arm that did not fail; failed: diverged or collapsed runs.")
 # The claims table's displayed columns in the reader's units (the CSV keeps fractions).
 CLAIM_UNITS = {"paper_delta": "pp", "delta": "pp", "ci_low": "pp", "ci_high": "pp",
                "pi_low": "pp", "pi_high": "pp", "paper_value": "%", "mean": "%", "std": "pp",
@@ -201,12 +204,34 @@ def sweep_table(runs_table: pd.DataFrame, spec: Mapping, *, metric: str = "test_
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table = _with_compute(table, runs, [*by, axis])
     table.insert(table.columns.get_loc("kruskal_p"), p_column(method),
                  stats.adjust(table["p"], method))
     trend_adjusted = stats.adjust(trend_ps, method)
     table.insert(table.columns.get_loc("note"), p_column(method, "trend_p"),
                  trend_adjusted[table.pop("group")])
     return table.rename(columns=LABELS)
+
+
+# What each level's nets compute: FLOPs of one image and the last stage's map, at the
+# initial strides (from the config) and at the learned ones (at the end of training). A
+# sweep of R compares nets of very different cost: on 32 px DiffStride at R 8 or 16 starts
+# without downsampling (a 32x32 last map, where R 4 keeps 18x18 and a strided net 4x4).
+COMPUTE = {"mflops_initial": ("initial_cost/flops", 1e6), "final_map_initial": ("initial_cost/final_map", None),
+           "mflops_learned": ("flops", 1e6), "final_map_learned": ("cost/final_map", None)}
+
+
+def _with_compute(table: pd.DataFrame, runs: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
+    """`table` with COMPUTE's columns beside each cell (mean MFLOPs; the most common map
+    over the cell's completed runs), where the result files hold them."""
+    completed = runs[runs["status"] == "completed"] if "status" in runs else runs
+    for name, (column, unit) in COMPUTE.items():
+        if column not in completed or completed[column].isna().all():
+            continue
+        cells = completed.groupby(cell, sort=False, dropna=False)[column]
+        values = cells.mean() / unit if unit else cells.agg(lambda v: v.mode().iloc[0] if v.notna().any() else "")
+        table = table.merge(values.rename(name).reset_index(), on=cell, how="left")
+    return table
 
 
 def outliers_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
@@ -353,14 +378,17 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
         display = verdict_display(verdicts)
         written["verdicts"] = write_table(verdicts, out / "verdicts", display=display,
                                           note=VERDICT_NOTE)
-        (out / "landing.html").write_text(landing_fragment(claims, html_table(display),
-                                                           note=LANDING_NOTE))
+        sections = "".join(f"<h4>{title}</h4>{html_table(display[display['family'] == family])}"
+                           for family, title in family_titles(claims).items())
+        (out / "landing.html").write_text(landing_fragment(claims, sections, note=LANDING_NOTE))
         shown = ["claim", "dataset", "recipe", "paper_delta", "delta", "ci_low", "ci_high",
-                 "verdict", "p_verdict", "verdict_test", *(p_column(method, t) for t in
-                                                           ("p0", "p_claim", "p_tost")),
-                 "pi_low", "pi_high", "paper_in_pi", "paper_value", "mean", "std", "n",
-                 "n_control", "iqm_delta", "n_diverged", "n_flagged", "reference_control",
-                 "note"]
+                 "ci_level", "verdict", "family", "family_size", "n", "n_control",
+                 "n_failed", "n_failed_control", "n_diverged", "n_diverged_control",
+                 "n_collapsed", "n_collapsed_control", "n_flagged", "n_flagged_control",
+                 "failure_p", "seeds_needed", "seeds_needed_sd_upper",
+                 *(p_column(method, t) for t in ("p0", "p_claim", "p_tost")),
+                 "pi_low", "pi_high", "paper_in_pi", "paper_value", "mean", "std",
+                 "iqm_delta", "reference_control", "note"]
         written["claims"] = write_table(claims, out / "claims", columns=shown,
                                         units=CLAIM_UNITS, note=claims_note(config, claims))
     else:
@@ -393,7 +421,8 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
         shown = [*[LABELS.get(c, c) for c in spec.get("by") or []], spec["axis"], "default",
                  "accuracy_pct", "median", "n", "n_runs", "n_diverged", "n_flagged", "delta",
                  p_column(method), *(["trend_per_level", p_column(method, "trend_p")]
-                                     if ordered else []), "kruskal_p", "anova_p", "note"]
+                                     if ordered else []), "kruskal_p", "anova_p",
+                 *(c for c in COMPUTE if c in table), "note"]
         written[name] = write_table(table, out / name, columns=shown,
                                     units={"median": "%", "delta": "pp",
                                            "trend_per_level": "pp"},
@@ -409,10 +438,14 @@ def sweep_note(spec: Mapping, settings, ordered: bool) -> str:
             "percentage points (the CSV keeps fractions) with Welch's p (an exact "
             f"permutation p where neither level varies), {method}-adjusted across every level "
             f"of every group in this table (one family, so the table's familywise error "
-            f"stays at {settings.alpha:g}); Kruskal-Wallis and ANOVA p across all levels of "
-            "a group" + (f"; trend_per_level: the least-squares change in {settings.metric} "
-                         f"(points) per level step, its p {method}-adjusted across the table's groups"
-                         if ordered else "") + ".")
+            f"stays at {settings.alpha:g}; a family of its own, apart from the claims' "
+            "confirmatory and exploratory families); Kruskal-Wallis and ANOVA p across all "
+            "levels of a group, uncorrected" + (
+                f"; trend_per_level: the least-squares change in {settings.metric} (points) per "
+                f"level step, its p {method}-adjusted across the table's groups (the trend "
+                "family of this table)" if ordered else "") + "; mflops and final_map: one "
+            "image's forward FLOPs (millions) and the last stage's map at the initial strides "
+            "and at the learned ones, so that levels of very different cost are seen as such.")
 
 
 def main(argv: list[str] | None = None) -> int:

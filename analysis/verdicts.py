@@ -28,15 +28,18 @@ VERDICT_COLOURS = {
     "larger than claimed": "#0072B2",
     "smaller than claimed": "#E69F00",
     "contradicted": "#D55E00",
+    "not the claimed size": "#F0E442",
     "no effect": "#CC79A7",
     "higher": "#56B4E9",
     "lower": "#000000",
     "inconclusive": "#8C8C8C",
 }
 UNKNOWN_COLOUR = "#8C8C8C"
+CLAIM_BAND = "#CDE8DF"  # the claim's tolerance band: a pale tint of "reproduced"
 NO_INTERVAL = f"n < {MIN_RUNS_FOR_INTERVAL}: no interval"
-VERDICT_COLUMNS = ("delta_pp", "ci_low_pp", "ci_high_pp", "paper_delta_pp", "verdict",
-                   "n_treatment", "n_control")
+VERDICT_COLUMNS = ("delta_pp", "ci_low_pp", "ci_high_pp", "ci_level", "paper_delta_pp",
+                   "verdict", "family", "n_treatment", "n_control", "failed_treatment",
+                   "failed_control", "runs_treatment", "runs_control")
 
 
 def verdict_colour(verdict: object) -> str:
@@ -75,9 +78,10 @@ def shows_interval(row: Mapping) -> bool:
 
 
 def verdict_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """One row per claims row: where it was measured, delta and its Welch 95% interval in
-    points (the interval NaN where an arm has fewer runs than stats.INTERVAL_RULE asks),
-    the paper's claimed delta in points, the verdict and the completed runs per arm."""
+    """One row per claims row: where it was measured, delta and the interval that decided
+    its verdict in points, with its level (NaN where an arm has fewer runs than
+    stats.INTERVAL_RULE asks), the paper's claimed delta in points, the verdict, its family,
+    and per arm the runs that did not fail, the failed runs and all runs."""
     rows = []
     for row in claims.to_dict("records"):
         shown = shows_interval(row)
@@ -86,10 +90,36 @@ def verdict_table(claims: pd.DataFrame) -> pd.DataFrame:
             "delta_pp": 100 * row["delta"],
             "ci_low_pp": 100 * row["ci_low"] if shown else np.nan,
             "ci_high_pp": 100 * row["ci_high"] if shown else np.nan,
+            "ci_level": row.get("ci_level", np.nan),
             "paper_delta_pp": 100 * row["paper_delta"], "verdict": row["verdict"],
-            "n_treatment": row.get("n"), "n_control": row.get("n_control")})
+            "family": row.get("family", ""),
+            "n_treatment": row.get("n"), "n_control": row.get("n_control"),
+            "failed_treatment": row.get("n_failed", 0),
+            "failed_control": row.get("n_failed_control", 0),
+            "runs_treatment": row.get("n_runs", row.get("n")),
+            "runs_control": row.get("n_runs_control", row.get("n_control"))})
     columns = ["claim", *where_columns(claims), *VERDICT_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
+
+
+FAMILY_TITLES = {"confirmatory": "Confirmatory claims: the paper's numbers",
+                 "exploratory": "Exploratory comparisons: no paper number"}
+
+
+def family_titles(claims: pd.DataFrame) -> dict[str, str]:
+    """{family: its heading with its size} for the families the claims table has, the
+    confirmatory one first: each is corrected on its own, so each is shown on its own."""
+    sizes = claims["family"].value_counts() if "family" in claims else pd.Series(dtype=int)
+    return {family: f"{title} (a family of {sizes[family]}, intervals simultaneous over it)"
+            for family, title in FAMILY_TITLES.items() if sizes.get(family, 0)}
+
+
+def forest_rows(claims: pd.DataFrame) -> pd.DataFrame:
+    """The rows the forest plot draws: the confirmatory family where there is one (the
+    paper's claims), else every row (a study without paper numbers, e.g. the demo)."""
+    if "family" in claims and (claims["family"] == "confirmatory").any():
+        return claims[claims["family"] == "confirmatory"]
+    return claims
 
 
 def _n(value: object) -> int:
@@ -111,21 +141,32 @@ def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
                     if pd.notna(row["ci_low_pp"]) else
                     f"n = {small}: no interval" if 0 < small < MIN_RUNS_FOR_INTERVAL else
                     "an arm has no runs" if small == 0 else "n/a")
+        level = row.get("ci_level", np.nan)
         rows.append({"claim": row["claim"], **{c: row[c] for c in where},
-                     "delta (pp)": _points(row["delta_pp"]), "95% CI (pp)": interval,
+                     "delta (pp)": _points(row["delta_pp"]), "interval (pp)": interval,
+                     "level": f"{100 * level:.3g}%" if pd.notna(level) else "n/a",
                      "paper delta (pp)": _points(row["paper_delta_pp"]),
-                     "verdict": row["verdict"],
+                     "verdict": row["verdict"], "family": row.get("family", ""),
                      "n (treatment / control)": f"{_n(row['n_treatment'])} / "
-                                                f"{_n(row['n_control'])}"})
-    return pd.DataFrame(rows, columns=["claim", *where, "delta (pp)", "95% CI (pp)",
-                                       "paper delta (pp)", "verdict", "n (treatment / control)"])
+                                                f"{_n(row['n_control'])}",
+                     "failed (treatment / control)":
+                         f"{_n(row.get('failed_treatment'))} of {_n(row.get('runs_treatment'))}"
+                         f" / {_n(row.get('failed_control'))} of {_n(row.get('runs_control'))}"})
+    return pd.DataFrame(rows, columns=["claim", *where, "delta (pp)", "interval (pp)", "level",
+                                       "paper delta (pp)", "verdict", "family",
+                                       "n (treatment / control)",
+                                       "failed (treatment / control)"])
 
 
 VERDICT_NOTE = (
-    "delta: mean(treatment) - mean(control) of the final-epoch test accuracy over completed "
-    "runs, in percentage points (pp), with its Welch t 95% interval; paper delta: the "
-    "paper's single-run claim. The verdict follows the rule under the claims table (every "
-    "statistic and p-value is there, and in claims.csv, in fractions). " + INTERVAL_RULE)
+    "delta: mean(treatment) - mean(control) of the final-epoch test accuracy over the runs "
+    "that did not fail, in percentage points (pp), with the Welch interval that decided the "
+    "verdict, simultaneous over the row's family by Bonferroni (level: 1 - alpha / family "
+    "size; confirmatory rows have a paper number, exploratory rows do not); paper delta: "
+    "the paper's single-run claim; failed: diverged or collapsed runs of all runs, per arm "
+    "(the verdict is conditional on a run converging). The verdict follows the rule under "
+    "the claims table (every statistic and p-value is there, and in claims.csv, in "
+    "fractions). " + INTERVAL_RULE)
 
 
 # -- the forest plot ------------------------------------------------------------------------
@@ -136,10 +177,12 @@ def _row_label(row: Mapping, where: list[str]) -> str:
 
 
 def forest_figure(claims: pd.DataFrame) -> plt.Figure | None:
-    """Every claims row's delta (pp) with its Welch 95% interval, top to bottom in the table's
+    """Every claims row's delta (pp) with the interval that decided it, top to bottom in the table's
     order: the point and interval in the verdict's colour, the verdict named at the right,
     the paper's claimed delta as a black cross, zero and the equivalence margin shaded. A row
-    whose arms are too small for an interval says so beside its point. None without rows."""
+    whose arms are too small for an interval says so beside its point. Each row with a claim
+    shades its own tolerance band, claim +- m (`claim_tolerance`), so the zones that decide
+    its verdict (below 0, +-e, the band) are read off the picture. None without rows."""
     if claims.empty:
         return None
     rows, where = claims.to_dict("records"), where_columns(claims)
@@ -155,7 +198,14 @@ def forest_figure(claims: pd.DataFrame) -> plt.Figure | None:
             ax.axvspan(-margin, margin, color="0.9", linewidth=0, zorder=0)
             handles.append(Patch(color="0.9", label=f"equivalence margin (±{margin:g} pp)"))
         ax.axvline(0, color="0.35", linewidth=0.6, zorder=1)
+        banded = False
         for yi, row in zip(y, rows):
+            tolerance = row.get("claim_tolerance", np.nan)
+            if pd.notna(row["paper_delta"]) and pd.notna(tolerance) and row["paper_delta"] != 0:
+                centre, half = 100 * row["paper_delta"], 100 * tolerance
+                ax.fill_betweenx([yi - 0.4, yi + 0.4], centre - half, centre + half,
+                                 color=CLAIM_BAND, linewidth=0, zorder=0.5)
+                banded = True
             colour, delta = verdict_colour(row["verdict"]), 100 * row["delta"]
             if shows_interval(row):
                 ax.plot([100 * row["ci_low"], 100 * row["ci_high"]], [yi, yi], color=colour,
@@ -176,6 +226,8 @@ def forest_figure(claims: pd.DataFrame) -> plt.Figure | None:
                             xy=(1, 0.5), xycoords=verdict,
                             xytext=(4, 0), textcoords="offset points", va="center",
                             fontsize=7, color="0.3")
+        if banded:
+            handles.append(Patch(color=CLAIM_BAND, label="claimed delta ± tolerance"))
         if claims["paper_delta"].notna().any():
             handles.append(Line2D([], [], marker="x", color="black", linestyle="",
                                   label="paper's claimed delta (single run)"))
@@ -186,8 +238,8 @@ def forest_figure(claims: pd.DataFrame) -> plt.Figure | None:
                            linewidth=1.8, label=v) for v in ordered]
         ax.set_yticks(y, [_row_label(row, where) for row in rows])
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_xlabel("delta, treatment − control (percentage points), with its Welch t 95% "
-                      "interval")
+        ax.set_xlabel("delta, treatment − control (percentage points), with the interval that "
+                      "decided its verdict")
         ax.grid(axis="x", color="0.85", linewidth=0.4)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
@@ -206,7 +258,7 @@ VERDICT_CSS = (
 
 def forest_img(claims: pd.DataFrame) -> str:
     """The forest plot as an <img> whose PNG is inside the page (no file to fetch)."""
-    fig = forest_figure(claims)
+    fig = forest_figure(forest_rows(claims))
     if fig is None:
         return ""
     data = base64.b64encode(png_bytes(fig)).decode("ascii")

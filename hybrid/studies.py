@@ -289,8 +289,15 @@ def config_schema() -> dict:
                     "correction": {"enum": ["holm", "fdr_bh"]},
                     "metric": {"enum": ["test_accuracy", "best_test_accuracy", "val_accuracy"]},
                     "equivalence_margin": {"type": "number", "exclusiveMinimum": 0, "default": 0.005,
-                                           "description": "accuracy difference within which TOST may "
-                                                          "call two arms equivalent ('no effect')"},
+                                           "description": "e: a row whose interval lies inside +-e is "
+                                                          "'no effect'"},
+                    "claim_tolerance": {"type": "number", "exclusiveMinimum": 0, "default": 0.005,
+                                        "description": "m: an interval that meets the band claim +- m, above "
+                                                       "0, is 'reproduced' (0.005: half a point, the "
+                                                       "equivalence margin's scale, about one run-to-run SD)"},
+                    "collapse_gap": {"type": "number", "exclusiveMinimum": 0, "default": 0.10,
+                                     "description": "a completed run more than this below its arm's median "
+                                                    "collapsed: a failure, left out of the interval, counted"},
                     "outlier_z": {"type": "number", "exclusiveMinimum": 0, "default": 3.5,
                                   "description": "robust z beyond which a run is flagged"},
                     "outlier_min_gap": {"type": "number", "minimum": 0, "default": 0.01,

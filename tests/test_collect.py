@@ -155,3 +155,12 @@ def test_runs_csv_without_required_columns_is_named(tmp_path):
     RUNS.drop(columns="studies").to_csv(tmp_path / "runs.csv", index=False)
     with pytest.raises(KeyError, match="runs.csv lacks columns \\['studies'\\]"):
         collect(tmp_path / "runs.csv", tmp_path / "runs")
+
+
+def test_map_sizes_in_results_become_readable_cells():
+    from analysis.collect import flatten_result
+
+    row = flatten_result({"cost": {"flops": 2.0, "final_map": [18, 18]},
+                          "initial_cost": {"flops": 4.0, "final_map": [32, 32]}})
+    assert row == {"cost/flops": 2.0, "cost/final_map": "18x18", "initial_cost/flops": 4.0,
+                   "initial_cost/final_map": "32x32"}
