@@ -19,7 +19,10 @@ POOLING_STUDY = "pooling"
 # The paper's studies, in the order the report lists them, with their category titles.
 FIXED_STUDIES = {
     "pooling": "Pooling variants",
+    "confirmatory": "Confirmatory arms",  # the claims' arms at the seeds the verdict rule needs
     "first_release": "First release",
+    "confirmatory_first_release": "First release, confirmatory arms",
+    "postact_paper": "Post-activation net",
     "arch": "Architectures",
     "placement": "Placement",
     "smoothness": "Smoothness",

@@ -32,8 +32,9 @@ def numbers(categories: dict) -> list[int]:
 def test_the_paper_config_numbers_claims_studies_runs_in_order():
     categories = report_categories(PAPER)
     assert list(categories) == ["claims", *FIXED_STUDIES, "runs"]
-    assert categories["claims"] == "1. Claims" and categories["runs"] == "9. Runs"
-    assert categories["init_stride"] == "7. Initial strides"
+    # 12 categories: zero-padded, so that "12. Runs" sorts after "02. ..."
+    assert categories["claims"] == "01. Claims" and categories["runs"] == "12. Runs"
+    assert categories["init_stride"] == "10. Initial strides"
 
 
 def test_a_new_study_and_sweep_get_their_own_number_and_runs_stay_last():
@@ -47,9 +48,9 @@ def test_a_new_study_and_sweep_get_their_own_number_and_runs_stay_last():
                                      "default": "1.0", "by": ["dataset.name"]}
     categories = report_categories(config)
     names = list(categories.values())
-    assert len(set(names)) == len(names) and numbers(categories) == list(range(1, 12))
-    assert categories["stride_lr"] == "09. stride_lr" and categories["heads"] == "10. heads"  # config order
-    assert categories["runs"] == "11. Runs" and categories["claims"] == "01. Claims"
+    assert len(set(names)) == len(names) and numbers(categories) == list(range(1, 15))
+    assert categories["stride_lr"] == "12. stride_lr" and categories["heads"] == "13. heads"  # config order
+    assert categories["runs"] == "14. Runs" and categories["claims"] == "01. Claims"
     # the report lists categories alphabetically: the padded numbers keep this order
     assert sorted(names) == names
 

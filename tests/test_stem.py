@@ -138,7 +138,7 @@ def test_cost_counts_the_imagenet_stem():
     spectral = resnet(width=8, stem="imagenet", downsample="spectral").cost((64, 64))
     assert spectral["fft_flops"] > 0 and spectral["conv_flops"] > strided["conv_flops"]  # the 7x7 at stride 1
     diffstride = resnet(width=8, stem="imagenet", downsample="diffstride").cost((57, 57))
-    assert all(v > 0 for v in diffstride.values())
+    assert all(v > 0 for k, v in diffstride.items() if k != "final_map") and min(diffstride["final_map"]) > 0
 
 
 def test_the_cifar_stem_is_today_s_network():

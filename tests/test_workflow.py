@@ -56,8 +56,8 @@ def test_every_rule_runs_and_the_report_is_written(finished):
     assert set(table["status"]) == {"completed"}
     claims = pd.read_csv(results / "tables" / "claims.csv")
     assert list(claims.columns[:14]) == ["claim", "dataset", "paper_value", "paper_delta", "mean", "std", "n",
-                                         "delta", "ci_low", "ci_high", "p0_holm", "p_claim_holm", "p_tost_holm",
-                                         "verdict"]
+                                         "delta", "ci_low", "ci_high", "ci_level", "verdict", "family",
+                                         "family_size"]
     assert (results / "tables" / "outliers.html").exists()
     for name in ("pooling_accuracy", "learning_curves", "stride_trajectories", "accuracy_flops", "smoothness",
                  "first_release_accuracy"):
@@ -132,23 +132,36 @@ def test_the_paper_study_plans_every_run():
 
     runs = resolve_runs(paper)
     counts = job_counts(dry.stdout)
-    assert counts["train"] == len(runs) == 540  # as config/config.yaml's comment says
+    assert counts["train"] == len(runs) == 736  # as config/config.yaml's comment says
+    # the family each confirmatory row is corrected over, told before any job
+    assert "claims: a confirmatory family of 16 rows" in dry.stdout + dry.stderr
     # Each run asks Slurm for its own time, from its cost estimate: a strided CIFAR run
     # (200 epochs at 9,800 images/s: 17 minutes) does not ask for the cap of 12 hours.
     runtime = {m.group(1): int(m.group(2)) for m in re.finditer(
         r"rule train:.*?wildcards: run=(\w+)\n\s+resources: [^\n]*?runtime=(\d+)", dry.stdout, re.S)}
-    assert len(runtime) == 540 and max(runtime.values()) <= paper["resources"]["runtime_min"]
+    assert len(runtime) == 736 and max(runtime.values()) <= paper["resources"]["runtime_min"]
     strided = [runtime[r.run_id] for r in runs if r.variant == "strided" and r.config.dataset.name == "cifar10"
                and r.config.model.arch == "resnet18" and r.config.train.epochs == 200]
     assert strided and all(30 <= t <= 60 for t in strided), sorted(set(strided))
     assert {s for run in runs for s in run.studies} == {"pooling", "first_release", "arch", "placement",
-                                                         "smoothness", "init_stride", "datasets"}
+                                                         "smoothness", "init_stride", "datasets", "postact_paper",
+                                                         "confirmatory", "confirmatory_first_release"}
+    # the paper's head on the standard post-activation net, where it is a rescaling, and the
+    # control that tells a gain apart from it, here and on the first release's net
+    postact = {(run.variant, run.config.model.block, run.config.train.recipe) for run in runs
+               if "postact_paper" in run.studies}
+    assert postact == {(v, "postact", "hybrid-paper") for v in ("diffstride", "hybrid", "scale-control")}
+    assert any(run.variant == "scale-control" for run in runs if "first_release" in run.studies)
+    confirmatory = [run for run in runs if "confirmatory" in run.studies]
+    assert {run.config.seed for run in confirmatory} == set(range(11))
     assert counts["pack"] == 2  # Tiny-ImageNet and Imagenette, once each, whatever the runs
     # The paper's question is asked on the official networks: HEAD's pre-activation net under
-    # both pooling recipes, the first release's post-activation net under its own.
+    # both pooling recipes, the first release's post-activation net under its own, and the
+    # standard post-activation net under the paper's recipe.
     blocks = {(run.config.train.recipe, run.config.model.block) for run in runs}
     assert blocks == {("hybrid-paper", "preact"), ("official-diffstride", "preact"),
-                      ("diffstride-first-release", "postact"), ("torchvision-imagenet", "preact")}
+                      ("diffstride-first-release", "postact"), ("torchvision-imagenet", "preact"),
+                      ("hybrid-paper", "postact")}
     variants = {run.variant for run in runs if "pooling" in run.studies}
     assert {"hybrid", "hybrid-after-norm", "scale-control", "hybrid-layer4"} <= variants
 

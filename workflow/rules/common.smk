@@ -37,6 +37,20 @@ except ValueError as err:
 RESULTS = config.get("results", "results")
 RESOURCES = config.get("resources", {})
 
+# The claims' families, told at every start (a dry run too): each confirmatory row's
+# interval is simultaneous over its family (analysis.stats.VERDICT_RULE).
+if config.get("comparisons"):
+    import pandas as pd
+
+    from analysis.claims import planned_families
+    from hybrid.studies import runs_table
+
+    _families = planned_families(pd.DataFrame(runs_table(list(RUNS.values()))), config)
+    logger.info(
+        f"claims: a confirmatory family of {_families['confirmatory']} rows (those with a "
+        f"paper number) and an exploratory family of {_families['exploratory']}"
+    )
+
 
 wildcard_constraints:
     run="[0-9a-f]{16}",
