@@ -378,8 +378,10 @@ def make_tables(runs_table: pd.DataFrame, config: Mapping, out: str | Path, *,
         display = verdict_display(verdicts)
         written["verdicts"] = write_table(verdicts, out / "verdicts", display=display,
                                           note=VERDICT_NOTE)
-        sections = "".join(f"<h4>{title}</h4>{html_table(display[display['family'] == family])}"
-                           for family, title in family_titles(claims).items())
+        # one table per family under its heading (which names it: no family column)
+        sections = "".join(
+            f"<h4>{title}</h4>{html_table(display[display['family'] == family].drop(columns='family'))}"
+            for family, title in family_titles(claims).items())
         (out / "landing.html").write_text(landing_fragment(claims, sections, note=LANDING_NOTE))
         shown = ["claim", "dataset", "recipe", "paper_delta", "delta", "ci_low", "ci_high",
                  "ci_level", "verdict", "family", "family_size", "n", "n_control",
