@@ -216,21 +216,32 @@ def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
 
 def planned_families(runs_table: pd.DataFrame, config: Mapping) -> dict[str, int]:
     """The claims table's rows before any run has finished, by family: {"confirmatory":
-    rows with a paper number, "exploratory": the rest}. The workflow prints it at every
-    start, so a dry run shows the size each confirmatory row is corrected over."""
+    rows with a paper number, "exploratory": the rest}. The workflow prints it when it
+    starts, so a dry run shows the size each confirmatory row is corrected over."""
     sizes = {"confirmatory": 0, "exploratory": 0}
-    for spec in (config.get("comparisons") or {}).values():
-        runs = in_study(runs_table, spec["study"]) if "study" in spec else runs_table
-        treatment, control = as_filters(spec["treatment"]), as_filters(spec["control"])
-        by = list(spec.get("by") or [])
-        if runs.empty or not set([*by, *treatment, *control]) <= set(runs.columns):
-            continue
-        arms = runs[runs.index.isin(select_runs(runs, treatment).index)
-                    | runs.index.isin(select_runs(runs, control).index)]
-        for labels, group in group_runs(arms, by):
-            dataset = labels.get(DATASET, "+".join(pd.unique(group[DATASET])) if DATASET in group else "")
+    for name, spec in (config.get("comparisons") or {}).items():
+        for _, _, dataset in comparison_groups(runs_table, name, spec):
             sizes["confirmatory" if dataset in (spec.get("paper") or {}) else "exploratory"] += 1
     return sizes
+
+
+def comparison_groups(runs_table: pd.DataFrame, name: str, spec: Mapping):
+    """(labels, rows of both arms, dataset) per combination of the comparison's `by`
+    columns, over the runs of its study; nothing (and a warning) where the study has none."""
+    runs = in_study(runs_table, spec["study"]) if "study" in spec else runs_table
+    if runs.empty:
+        warnings.warn(f"comparison {name!r}: no run belongs to study {spec.get('study')!r}; "
+                      "the comparison is left out of the claims table.", stacklevel=3)
+        return
+    treatment, control = as_filters(spec["treatment"]), as_filters(spec["control"])
+    by = list(spec.get("by") or [])
+    require_columns(runs, [*by, *treatment, *control], f"comparison {name!r}")
+    arms = runs[runs.index.isin(select_runs(runs, treatment).index)
+                | runs.index.isin(select_runs(runs, control).index)]
+    for labels, group in group_runs(arms, by):
+        dataset = labels.get(DATASET, "+".join(pd.unique(group[DATASET])) if DATASET in group
+                             else "")
+        yield labels, group, dataset
 
 
 def _inside(value: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
@@ -242,22 +253,11 @@ def _inside(value: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
 
 def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
                 settings: AnalysisSettings) -> list[dict]:
-    runs = in_study(runs_table, spec["study"]) if "study" in spec else runs_table
-    if runs.empty:
-        warnings.warn(f"comparison {name!r}: no run belongs to study {spec.get('study')!r}; "
-                      "the comparison is left out of the claims table.", stacklevel=3)
-        return []
     treatment, control = as_filters(spec["treatment"]), as_filters(spec["control"])
-    by = list(spec.get("by") or [])
-    require_columns(runs, [*by, *treatment, *control], f"comparison {name!r}")
-    arms = runs[runs.index.isin(select_runs(runs, treatment).index)
-                | runs.index.isin(select_runs(runs, control).index)]
     paper, reference = spec.get("paper") or {}, spec.get("reference") or {}
     metric = settings.metric
     rows = []
-    for labels, group in group_runs(arms, by):
-        dataset = labels.get(DATASET, "+".join(pd.unique(group[DATASET])) if DATASET in group
-                             else "")
+    for labels, group, dataset in comparison_groups(runs_table, name, spec):
         claim = paper.get(dataset)
         claimed = None if claim is None else claim["treatment"] - claim["control"]
         arm_t, arm_c = select_runs(group, treatment), select_runs(group, control)

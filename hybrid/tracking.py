@@ -33,8 +33,8 @@ pages (traces, evaluations) rather than its runs, charts and metrics.
 System metrics: a training run samples CPU, memory, disk and network (and NVIDIA GPUs where
 `nvidia-ml-py` is installed) with MLflow's own `SystemMetricsMonitor`, run against the
 client's run id, as `system/*` metrics every 10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL);
-MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false turns it off. It needs `psutil`; without it the
-run logs one line and goes on without.
+MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false turns it off. A monitor that fails to start is
+one warning, and the run is tracked without it.
 
 Fast failure: MLflow's HTTP client retries for minutes by default. For http(s) URIs,
 `start()` first GETs `<uri>/health` with a 3 s timeout, and from `start()` to `finish()` or
@@ -50,8 +50,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -271,14 +269,10 @@ def _system_metrics(uri: str, mlflow_run_id: str, resumed: bool):
     continuing a resumed run's); None where it is switched off or cannot run."""
     if os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").strip().lower() in ("false", "0"):
         return None
-    if importlib.util.find_spec("psutil") is None:
-        log.info("MLflow system metrics off: they need psutil (pip install psutil)")
-        return None
+    # tracking_uri: the client's store, not the fluent API's (mlflow >= 3.7 and psutil, both
+    # declared in pyproject.toml and workflow/envs/train.yaml)
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    if "tracking_uri" not in inspect.signature(SystemMetricsMonitor).parameters:
-        log.info("MLflow system metrics off: this MLflow's monitor cannot log to a client's store")
-        return None
     monitor = SystemMetricsMonitor(mlflow_run_id, resume_logging=resumed, tracking_uri=uri)
     monitor.start()
     return monitor

@@ -37,9 +37,10 @@ except ValueError as err:
 RESULTS = config.get("results", "results")
 RESOURCES = config.get("resources", {})
 
-# The claims' families, told at every start (a dry run too): each confirmatory row's
-# interval is simultaneous over its family (analysis.stats.VERDICT_RULE).
-if config.get("comparisons"):
+# The claims' families, told when the workflow starts (a dry run too), not again in each
+# job's own Snakemake process: each confirmatory row's interval is simultaneous over its
+# family (analysis.stats.VERDICT_RULE).
+if config.get("comparisons") and workflow.is_main_process:
     import pandas as pd
 
     from analysis.claims import planned_families
