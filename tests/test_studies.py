@@ -267,3 +267,22 @@ def test_status_reads_where_each_run_stands_from_its_files(tmp_path, capsys):
     assert f"{runs[3].run_id} {runs[3].name}: started (resumes at epoch 2 of {runs[3].config.train.epochs})" in out
     assert f"{runs[4].run_id} {runs[4].name}: failed (" in out and "CUDA is not available" in out
     assert f"{runs[2].run_id} {runs[2].name}: corrupt" in out
+
+
+def test_the_readme_s_cost_command_prints_the_paper_study_in_seconds():
+    """The README's check before launch, verbatim, as a login node runs it: every study and
+    the total, each run counted once (the FLOPs counted without building a network)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    command = re.search(r"`(python -m hybrid\.studies config/config\.yaml --cost)`",
+                        (ROOT / "README.md").read_text()).group(1)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    total = next(line for line in done.stdout.splitlines() if line.startswith("total (each run once)"))
+    assert total.split()[4] == str(len(resolve_runs(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))))
+    for study in ("pooling", "confirmatory", "postact_paper", "datasets"):
+        assert any(line.startswith(study + " ") for line in done.stdout.splitlines()), study
