@@ -264,6 +264,17 @@ def test_adding_the_readme_s_axis_trains_only_its_new_runs(finished, tmp_path):
     assert job_counts(removed.stdout).get("train", 0) == 0, removed.stdout[-3000:]
 
 
+def test_a_rerun_of_the_tracking_store_rule_retrains_no_finished_run(finished):
+    """The store's rule reruns when a store is added or its init command's text changes (as
+    when the tracking module moved to hybrid.train.tracking). The training jobs take its
+    marker as ancient, so no finished run trains again; before, its rerun planned every
+    run of the study again ("input files updated by another job")."""
+    dry = snakemake(finished, TINY, "-n", "--forcerun", "tracking_store")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    counts = job_counts(dry.stdout)
+    assert counts.get("tracking_store") == 1 and counts.get("train", 0) == 0, dry.stdout[-3000:]
+
+
 def test_the_readme_s_mid_study_report_command_works_as_written(finished, tmp_path):
     """The README's partial-report command, verbatim, in a copy of the repository whose
     default config is the tiny study with one run missing: `--config` keeps the default

@@ -24,7 +24,10 @@ rule train:
     input:
         config=f"{RESULTS}/runs/{{run}}/run.yaml",
         data=data_ready,
-        tracking=f"{RESULTS}/tracking/store.ready",
+        # The store must exist before a job logs to it, but a newer one (a store or an
+        # experiment added, or a new version of the init command) changes no result:
+        # ancient, so that it never makes a finished run look out of date.
+        tracking=ancient(f"{RESULTS}/tracking/store.ready"),
     output:
         result=f"{RESULTS}/runs/{{run}}/result.json",
         history=f"{RESULTS}/runs/{{run}}/history.csv",
@@ -48,6 +51,8 @@ rule train:
     params:
         out=lambda w, output: Path(output.result).parent,
         results=lambda w, output: Path(output.result).parents[2],
+    # This command's text is part of every finished run's record (Snakemake's `code` rerun
+    # trigger): edit it and every finished run is retrained. `python -m hybrid.train` stays.
     shell:
         "python -m hybrid.train --run-config {input.config} --out {params.out}"
         " --results-dir {params.results} --threads {threads} > {log} 2>&1"
