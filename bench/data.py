@@ -7,14 +7,14 @@ memory map; and the packing rate.
 
 Writes a packed-format set (uint8 (N, 3, S, S) and int64 labels, `.npy` files; random
 pixels, not timed) to a temporary folder, then times one shuffled epoch (hybrid.data's
-epoch_batches) through `DeviceFeeder` and `StreamFeeder` (hybrid/feeding.py), each batch
+epoch_batches) through `DeviceFeeder` and `StreamFeeder` (hybrid/data/feeding.py), each batch
 consumed by a float sum on the device, synchronised. Prints the device, each mode's
 images/s (the best of --repeats epochs) and the streamed/device ratio, from the same run.
 The file was just written, so the stream reads from the page cache: this is the feeding
 machinery's cost, not the disk's.
 
 Then packs --pack-images generated JPEGs (500x375, ImageNet's typical size, 10 classes)
-to --size with hybrid.packing.pack, once with one process and once with --workers, and
+to --size with hybrid.data.packing.pack, once with one process and once with --workers, and
 prints images/s of each and their ratio.
 """
 
@@ -32,8 +32,8 @@ import torch
 from numpy.lib.format import open_memmap
 
 from hybrid.data import epoch_batches
-from hybrid.feeding import DeviceFeeder, StreamFeeder
-from hybrid.packing import pack
+from hybrid.data.feeding import DeviceFeeder, StreamFeeder
+from hybrid.data.packing import pack
 
 
 def write_packed(folder: Path, n: int, size: int) -> tuple[Path, Path]:
@@ -63,7 +63,7 @@ def write_jpegs(root: Path, n: int) -> None:
 
 
 def packing_rates(folder: Path, n: int, size: int, workers: int) -> dict[int, float]:
-    """Images/s of hybrid.packing.pack on one process and on `workers`."""
+    """Images/s of hybrid.data.packing.pack on one process and on `workers`."""
     write_jpegs(folder / "jpegs", n)
     rates = {}
     for count in sorted({1, workers}):

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import benchmark
 
-from hybrid.layers import DOWNSAMPLE_KINDS, build_downsample
-from hybrid.models import VARIANTS, build_variant
+from hybrid.nn import VARIANTS, build_variant
+from hybrid.nn.layers import DOWNSAMPLE_KINDS, build_downsample
 
 
 def _time(fn, device: torch.device, min_run_time: float) -> float:

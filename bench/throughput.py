@@ -1,5 +1,5 @@
 """Steady-state training throughput per architecture and variant: the figures behind the cost
-estimate's default (`cost.images_per_s` in the workflow config, hybrid/cost.py).
+estimate's default (`cost.images_per_s` in the workflow config, hybrid/studies/cost.py).
 
     python bench/throughput.py [--cases resnet18:strided,resnet18:diffstride,...]
         [--images 20000] [--epochs 2] [--batch-size 128] [--no-amp] [--device auto]
@@ -8,7 +8,7 @@ Each case trains `--epochs` epochs of the generated data set through `hybrid.tra
 (the real loop: device-resident data, augmentation, optimizer, evaluation excluded from the
 rate) and reports the last epoch's images/s, so that the first epoch's warm-up (cuDNN
 autotuning, first calls) is left out, with its ratio to the first case's and the effective
-TFLOP/s it implies under hybrid.cost's FLOP count (3 x forward FLOPs at the initial strides).
+TFLOP/s it implies under hybrid.studies.cost's FLOP count (3 x forward FLOPs at the initial strides).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from hybrid.config import parse_run_config
-from hybrid.cost import forward_flops
-from hybrid.models import VARIANTS
-from hybrid.train import pick_device, train_run
+from hybrid.nn import VARIANTS
+from hybrid.studies.cost import forward_flops
+from hybrid.train import train_run
+from hybrid.train.config import parse_run_config
+from hybrid.train.loop import pick_device
 
 DEFAULT_CASES = "resnet18:strided,resnet18:diffstride,resnet18:hybrid,resnet56:strided,resnet56:diffstride"
 

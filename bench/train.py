@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from hybrid.config import parse_run_config
-from hybrid.models import VARIANTS
-from hybrid.train import pick_device, train_run
+from hybrid.nn import VARIANTS
+from hybrid.train import train_run
+from hybrid.train.config import parse_run_config
+from hybrid.train.loop import pick_device
 
 
 def images_per_s(variant: str, args, amp: bool, channels_last: bool, root: Path) -> float:

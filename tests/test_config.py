@@ -3,9 +3,10 @@
 import pytest
 import yaml
 
-from hybrid.config import RECIPES, load_run_config, parse_run_config
-from hybrid.models import build_variant
-from hybrid.train import learning_rate, parameter_groups, steps_per_epoch
+from hybrid.nn import build_variant
+from hybrid.train import steps_per_epoch
+from hybrid.train.config import RECIPES, load_run_config, parse_run_config
+from hybrid.train.loop import learning_rate, parameter_groups
 
 
 def test_defaults_are_the_hybrid_paper_recipe():
@@ -202,9 +203,8 @@ def test_parameter_groups_decay_and_stride_options():
 
 
 def test_every_recipe_key_is_a_train_field():
-    from hybrid.config import TrainConfig
-
-    from hybrid.models import ModelConfig
+    from hybrid.nn import ModelConfig
+    from hybrid.train.config import TrainConfig
 
     for recipe in RECIPES.values():
         assert set(recipe.train) <= set(TrainConfig.__dataclass_fields__)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from hybrid.cost import cost_settings, forward_flops, run_cost, run_gpu_hours
-from hybrid.models import VARIANTS, ModelConfig, resnet
-from hybrid.models.flops import count_flops
+from hybrid.nn import VARIANTS, ModelConfig, resnet
+from hybrid.nn.flops import count_flops
 from hybrid.studies import resolve_runs
+from hybrid.studies.cost import cost_settings, forward_flops, run_cost, run_gpu_hours
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,17 +9,17 @@ import torch.nn.functional as F
 import torchvision.datasets.cifar as tv_cifar
 from fake_cifar import checksum_tables, write_fake_cifar10, write_fake_cifar100
 
-import hybrid.data as data
+import hybrid.data.synthetic as synthetic
 from hybrid.data import (
     DataConfig,
     DataNotFoundError,
     augment,
     epoch_batches,
     load_splits,
-    main,
     normalization_stats,
     normalize,
 )
+from hybrid.data.__main__ import main
 
 SMALL = {"synthetic_train": 200, "synthetic_test": 50}
 
@@ -152,15 +152,15 @@ def test_synthetic_is_a_function_of_its_seed(tmp_path):
 
 
 def test_synthetic_classes_are_balanced():
-    _, train_labels, _, test_labels = data.generate_synthetic(500, 100, seed=3)
+    _, train_labels, _, test_labels = synthetic.generate_synthetic(500, 100, seed=3)
     assert torch.bincount(train_labels).tolist() == [50] * 10
     assert torch.bincount(test_labels).tolist() == [10] * 10
 
 
 def test_synthetic_is_cached_and_reused(tmp_path, monkeypatch):
     calls = []
-    generate = data.generate_synthetic
-    monkeypatch.setattr(data, "generate_synthetic", lambda *a: calls.append(a) or generate(*a))
+    generate = synthetic.generate_synthetic
+    monkeypatch.setattr(synthetic, "generate_synthetic", lambda *a: calls.append(a) or generate(*a))
     config = DataConfig(root=str(tmp_path), **SMALL)
     first = load_splits(config)
     (cache,) = (tmp_path / "synthetic").iterdir()
@@ -184,7 +184,7 @@ def test_download_synthetic_fills_the_cache(tmp_path, capsys):
 def test_synthetic_is_learnable_from_spectral_magnitudes():
     # A cheap proxy of learnability: a logistic regression on the log magnitudes of the
     # grey images' spectra (translation invariant) is far above chance (10%); measured 40%.
-    train_x, train_y, test_x, test_y = data.generate_synthetic(1000, 500, seed=0)
+    train_x, train_y, test_x, test_y = synthetic.generate_synthetic(1000, 500, seed=0)
 
     def features(x):
         grey = x.float().mean(1)

@@ -1,13 +1,12 @@
-"""hybrid.feeding: the two feeding modes give the same batches; the crop transforms."""
+"""hybrid.data.feeding: the two feeding modes give the same batches; the crop transforms."""
 
 from __future__ import annotations
 
 import gc
 import math
+import os
 import threading
 import time
-
-import os
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms.v2 import functional as TF
 
 from hybrid.data import epoch_batches
-from hybrid.feeding import (
+from hybrid.data.feeding import (
     CROP_TRIES,
     DeviceFeeder,
     StreamFeeder,

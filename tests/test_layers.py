@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid.layers import (
+from hybrid.nn.layers import (
     DOWNSAMPLE_KINDS,
     BlurPool2d,
     ConvStride,

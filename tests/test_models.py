@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hybrid.layers import DiffStride2d, SpectralPool2d
-from hybrid.models import (
+from hybrid.nn import (
     POOR_STRIDES,
     VARIANTS,
     Conv2dSame,
@@ -20,6 +19,7 @@ from hybrid.models import (
     resnet56,
     same_padding,
 )
+from hybrid.nn.layers import DiffStride2d, SpectralPool2d
 
 
 def _postact(variant: str) -> dict:

@@ -1,6 +1,6 @@
 """The whole network, held to the official TensorFlow code (tests/fixtures/official_resnet.npz:
 the official HEAD ResNet-18 with DiffStride, built and run by google-research/diffstride
-b3ef50f; its README beside it), through hybrid.official.load_keras_weights."""
+b3ef50f; its README beside it), through hybrid.nn.official.load_keras_weights."""
 
 from pathlib import Path
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid.models import build_variant, resnet
-from hybrid.official import keras_weight_paths, keras_weights, load_keras_weights, to_keras_weights
+from hybrid.nn import build_variant, resnet
+from hybrid.nn.official import keras_weight_paths, keras_weights, load_keras_weights, to_keras_weights
 
 FIXTURE = np.load(Path(__file__).parent / "fixtures" / "official_resnet.npz")
 # The fixture README's tolerance for every whole-network gradient (normwise, float32 on any CPU).

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybrid.config import parse_run_config
 from hybrid.data import DataNotFoundError, load_splits, pack_command, packed_dir
-from hybrid.packing import pack
+from hybrid.data.packing import pack
 from hybrid.train import train_run
+from hybrid.train.config import parse_run_config
 
 CLASSES = ("ant", "bee", "cod")
 
@@ -86,7 +86,7 @@ def test_splits_of_a_pack_and_their_cached_statistics(packed):
 
 def test_a_missing_pack_names_the_command_that_makes_it(tmp_path):
     run = config(tmp_path, image_size=48)
-    with pytest.raises(DataNotFoundError, match="python -m hybrid.packing pack imagefolder .* --image-size 48"):
+    with pytest.raises(DataNotFoundError, match="python -m hybrid.data.packing pack imagefolder .* --image-size 48"):
         load_splits(run.dataset)
     assert pack_command(run.dataset).endswith("--image-size 48")
 
@@ -171,7 +171,7 @@ def test_new_keys_at_their_defaults_keep_every_run_id():
 
 
 def test_the_data_commands_check_pack_once_and_name_problems(tmp_path, capsys):
-    from hybrid.data import main
+    from hybrid.data.__main__ import main
 
     root = tmp_path / "folder"
     write_folder(root, per_class=(3, 1))
@@ -190,7 +190,7 @@ def test_the_data_commands_check_pack_once_and_name_problems(tmp_path, capsys):
 
 
 def test_the_cost_of_larger_inputs_scales_the_measured_rate_by_flops():
-    from hybrid.cost import MEASURED_IMAGES_PER_S, run_cost
+    from hybrid.studies.cost import MEASURED_IMAGES_PER_S, run_cost
 
     tiny = parse_run_config({"dataset": {"name": "tiny-imagenet"}, "model": {"downsample": "strided"},
                              "train": {"epochs": 2}})

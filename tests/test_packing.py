@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybrid.packing import (
-    PackingError,
-    imagefolder_classes,
-    list_images,
+from hybrid.data.layouts import PackingError, imagefolder_classes, list_images
+from hybrid.data.packing import (
     load_packed,
     main,
     pack,
@@ -258,12 +256,12 @@ def test_argument_and_source_errors(imagefolder, tmp_path):
 
 
 def test_missing_or_incomplete_pack_names_the_command(imagefolder, tmp_path):
-    with pytest.raises(PackingError, match=r"no pack at .*python -m hybrid.packing pack KIND"):
+    with pytest.raises(PackingError, match=r"no pack at .*python -m hybrid.data.packing pack KIND"):
         load_packed(tmp_path / "nothing", "train")
     dest = tmp_path / "pack"
     pack("imagefolder", imagefolder, dest, S, workers=1)
     (dest / "train_labels.npy").unlink()
-    with pytest.raises(PackingError, match=r"not a complete pack \(missing train_labels.npy\).*hybrid.packing pack"):
+    with pytest.raises(PackingError, match=r"not a complete pack \(missing train_labels.npy\).*hybrid.data.packing pack"):
         read_manifest(dest)
     (dest / "manifest.json").unlink()
     with pytest.raises(PackingError, match=r"no manifest.json"):
@@ -283,8 +281,8 @@ def test_cli_pack_verify_and_user_errors(imagefolder, tmp_path, capsys):
     assert err.startswith("error: ") and "already exists" in err and err.count("\n") == 1
 
     # the module run as a program: exit status 2, one line, no traceback
-    result = subprocess.run([sys.executable, "-m", "hybrid.packing", "verify", str(tmp_path / "absent")],
+    result = subprocess.run([sys.executable, "-m", "hybrid.data.packing", "verify", str(tmp_path / "absent")],
                             check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "python -m hybrid.packing pack" in result.stderr
+    assert "python -m hybrid.data.packing pack" in result.stderr

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from hybrid.summary import variant_table
+from hybrid.nn.summary import variant_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
 
 
 def test_variant_table_covers_every_variant_and_both_blocks():
-    from hybrid.models import VARIANTS
+    from hybrid.nn import VARIANTS
 
     rows = {r["variant"]: r for r in variant_table(width=8)}
     assert set(rows) == set(VARIANTS)
@@ -41,7 +41,7 @@ def test_variant_table_covers_every_variant_and_both_blocks():
 
 
 def test_summary_prints_the_official_counts(capsys):
-    from hybrid.summary import main
+    from hybrid.nn.summary import main
 
     main(["--arch", "resnet56", "--width", "8"])
     out = capsys.readouterr().out
@@ -54,9 +54,9 @@ def test_summary_prints_the_official_counts(capsys):
 CLI_USER_ERRORS = [
     ("hybrid.train", ["--run-config", "missing.yaml", "--out", "{tmp}/run"]),
     ("hybrid.studies", ["missing.yaml"]),
-    ("hybrid.tracking", ["sync", "{tmp}/nowhere"]),
+    ("hybrid.train.tracking", ["sync", "{tmp}/nowhere"]),
     ("hybrid.data", ["download", "mnist"]),
-    ("hybrid.summary", ["--arch", "resnet50"]),
+    ("hybrid.nn.summary", ["--arch", "resnet50"]),
     ("analysis.collect", ["--runs", "missing.csv", "--runs-dir", "{tmp}", "--out", "{tmp}/t.csv",
                           "--history-out", "{tmp}/h.csv"]),
     ("analysis.tables", ["--runs-table", "missing.csv", "--config", "missing.yaml", "--out", "{tmp}/t"]),
@@ -113,7 +113,7 @@ def test_rule_environments_keep_pyproject_floors_and_pip_resolves_them(env):
 
 
 def test_every_third_party_import_is_a_declared_dependency():
-    """`pillow` was imported by hybrid.packing but declared nowhere: an install from
+    """`pillow` was imported by hybrid.data.packing but declared nowhere: an install from
     pyproject alone would fail at the first image folder."""
     import ast
     from importlib.metadata import packages_distributions

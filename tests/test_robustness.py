@@ -14,11 +14,15 @@ import yaml
 from test_train import ROOT, read_history, tiny_config
 
 from hybrid import checksummed
-from hybrid.checkpoints import RunPathError, load_checkpoint, save_checkpoint
-from hybrid.config import parse_run_config
-from hybrid.data import DataConfig, DataNotFoundError, load_synthetic
-from hybrid.models import resnet
-from hybrid.train import main, parameter_groups, train_run, write_results
+from hybrid.data import DataConfig, DataNotFoundError
+from hybrid.data.synthetic import load_synthetic
+from hybrid.nn import resnet
+from hybrid.train import train_run
+from hybrid.train.__main__ import main
+from hybrid.train.checkpoints import RunPathError, load_checkpoint, save_checkpoint
+from hybrid.train.config import parse_run_config
+from hybrid.train.loop import parameter_groups
+from hybrid.train.result import write_results
 
 
 def small_config(tmp_path: Path, **train) -> dict:

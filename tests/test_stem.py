@@ -5,9 +5,9 @@ every downsampling kind and the hybrid head at every input size, odd ones includ
 import pytest
 import torch
 
-from hybrid.config import parse_run_config
-from hybrid.layers import DOWNSAMPLE_KINDS, DiffStride2d
-from hybrid.models import ModelConfig, resnet, resnet56
+from hybrid.nn import ModelConfig, resnet, resnet56
+from hybrid.nn.layers import DOWNSAMPLE_KINDS, DiffStride2d
+from hybrid.train.config import parse_run_config
 
 KINDS = list(DOWNSAMPLE_KINDS)
 BLOCKS = ["preact", "postact"]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hybrid.studies import SCHEMA_HEADER, axis_value, config_schema, known_keys, resolve_runs, runs_table
+from hybrid.studies import axis_value, known_keys, resolve_runs, runs_table
+from hybrid.studies.schema import SCHEMA_HEADER, config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
@@ -130,9 +131,9 @@ def test_per_site_kinds_and_stride_pairs_are_study_axes():
 
 
 def test_cost_estimate_counts_what_the_loop_trains(capsys, tmp_path):
-    from hybrid.cost import MEASURED_IMAGES_PER_S, run_cost, study_costs
-    from hybrid.models import resnet
-    from hybrid.studies import main
+    from hybrid.nn import resnet
+    from hybrid.studies.__main__ import main
+    from hybrid.studies.cost import MEASURED_IMAGES_PER_S, run_cost, study_costs
 
     runs = resolve_runs(DEMO)
     strided = next(r for r in runs if r.variant == "strided" and r.studies == ["pooling", "init_stride"])
@@ -239,7 +240,7 @@ def test_status_reads_where_each_run_stands_from_its_files(tmp_path, capsys):
     import json
 
     from hybrid import checksummed
-    from hybrid.studies import main
+    from hybrid.studies.__main__ import main
 
     config = {**copy.deepcopy(DEMO), "results": str(tmp_path / "results")}
     runs = resolve_runs(config)

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from mlflow.tracking import MlflowClient
 
-from hybrid.tracking import RunTracker, flatten, main, resolve_tracking_uri, study_labels, sync
+from hybrid.train.tracking import RunTracker, flatten, main, resolve_tracking_uri, study_labels, sync
 
 EXPERIMENT = "test-hybrid"
 STRIDE = "stride/layer2.0.pool/v"
@@ -147,7 +147,7 @@ def test_resumed_tracker_continues_the_same_run(tmp_path, monkeypatch):
 def test_tracker_without_uri_is_a_silent_no_op(tmp_path, caplog):
     tracker = RunTracker(None, EXPERIMENT, "r0", "off", config())
     write_run(tmp_path, "r0")
-    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hybrid.train.tracking"):
         tracker.start()
         tracker.log_epoch(1, epoch_metrics(1))
         tracker.finish("completed", tmp_path)
@@ -200,19 +200,19 @@ def test_tracker_through_a_real_server_and_its_loss_midway(mlflow_server, tmp_pa
     again = RunTracker(uri, EXPERIMENT, "r3b", "cifar10/hybrid/seed4", config(4))
     again.start()
     stop()  # the server dies mid-training
-    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hybrid.train.tracking"):
         began = time.monotonic()
         for epoch in (1, 2, 3):
             again.log_epoch(epoch, epoch_metrics(epoch))
         again.finish("completed", out)
         assert time.monotonic() - began < 15
-    assert again.disabled and len([r for r in caplog.records if r.name == "hybrid.tracking"]) == 1
+    assert again.disabled and len([r for r in caplog.records if r.name == "hybrid.train.tracking"]) == 1
 
 
 def test_outage_is_fast_and_sync_fills_mlflow_in(tmp_path, monkeypatch, caplog):
     results = tmp_path / "results"
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with caplog.at_level(logging.WARNING, logger="hybrid.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hybrid.train.tracking"):
         began = time.monotonic()
         tracker = RunTracker(down, EXPERIMENT, "r4", "cifar10/hybrid/seed4", config(4))
         tracker.start()
@@ -222,7 +222,7 @@ def test_outage_is_fast_and_sync_fills_mlflow_in(tmp_path, monkeypatch, caplog):
         tracker.finish("completed", results / "cifar10" / "r4")
         tracker.close_interrupted()
         assert time.monotonic() - began < 15
-    assert len([r for r in caplog.records if r.name == "hybrid.tracking"]) == 1
+    assert len([r for r in caplog.records if r.name == "hybrid.train.tracking"]) == 1
 
     # A second run reached MLflow but was killed after epoch 2; its result files are complete.
     uri = sqlite_uri(results)
@@ -315,7 +315,7 @@ def test_experiments_open_as_model_training_in_mlflow_3(tmp_path):
 
 
 def test_run_names_are_key_value_pairs_with_the_recipe_and_sync_renames_runs(tmp_path):
-    from hybrid.config import parse_run_config
+    from hybrid.train.config import parse_run_config
 
     run = parse_run_config({"dataset": {"name": "cifar10"}, "model": {"downsample": "diffstride"}, "seed": 2})
     name = run.display_name()  # a run config without a name (the workflow's runs are named in hybrid.studies)

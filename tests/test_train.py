@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from hybrid.config import parse_run_config
-from hybrid.models import resnet
+from hybrid.nn import resnet
 from hybrid.train import train_run
+from hybrid.train.config import parse_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

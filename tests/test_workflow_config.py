@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hybrid.strict_yaml import ConfigFileError, load_yaml, parse_yaml
-from hybrid.workflow_config import ConfigError, check_config, check_config_files
+from hybrid.studies.checks import ConfigError, check_config, check_config_files
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_packed_training import CLASSES, write_folder
 
 from hybrid.data import packed_dir
-from hybrid.packing import pack
-from hybrid.train import main as train_main
-from hybrid.workflow_config import ConfigError, check_config
-from test_packed_training import CLASSES, write_folder
+from hybrid.data.packing import pack
+from hybrid.studies.checks import ConfigError, check_config
+from hybrid.train.__main__ import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

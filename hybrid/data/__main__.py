@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 def fetch_main(config: DataConfig) -> int:
     """Tiny-ImageNet and Imagenette downloaded (md5-checked) unless there; an image folder
     only listed. Either way its layout is checked, as packing will read it."""
-    from hybrid.packing import PackingError, fetch, list_images
+    from hybrid.data.layouts import PackingError, fetch, list_images
 
     size = config.imagenette_size if config.name == "imagenette" else None
     try:
@@ -79,7 +79,7 @@ def fetch_main(config: DataConfig) -> int:
 def pack_main(args) -> int:
     """The pack of a data set under its root, made unless one of the same kind, variant and
     size is there (its manifest read, not its hashes: `python -m hybrid.data.packing verify`)."""
-    from hybrid.packing import PackingError, pack, read_manifest
+    from hybrid.data.packing import PackingError, pack, read_manifest
 
     try:
         config = DataConfig(args.name, args.root, image_size=args.image_size, imagenette_size=args.imagenette_size)

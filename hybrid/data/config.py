@@ -16,7 +16,7 @@ import torch
 from hybrid.fields import Float, Int, Str, describe, section
 
 DATASETS = ("cifar10", "cifar100", "synthetic", "tiny-imagenet", "imagenette", "imagefolder")
-# Packed once from image folders (`hybrid.packing`), then read as arrays; the others are
+# Packed once from image folders (`hybrid.data.packing`), then read as arrays; the others are
 # 32 px and held whole.
 PACKED = ("tiny-imagenet", "imagenette", "imagefolder")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "synthetic": 10, "tiny-imagenet": 200, "imagenette": 10}
@@ -67,7 +67,7 @@ class DataConfig:
     device_budget_gb: Float | None = describe(
         "packed data sets: held whole on the training device up to this size, else streamed "
         "from the memory-mapped pack (0: always streamed); default: a quarter of the GPU's "
-        "memory, half of the host's on the CPU (hybrid.feeding.choose_feeding)", default=None, ge=0)
+        "memory, half of the host's on the CPU (hybrid.data.feeding.choose_feeding)", default=None, ge=0)
 
     def __post_init__(self):
         if self.name not in PACKED:
@@ -89,7 +89,7 @@ class DataConfig:
     def input_size(self) -> int:
         """The side of the images the network sees: `crop_size`, else `default_crop_size` under
         random-resized crops (a run config writes the pad-crop default into `crop_size`:
-        hybrid.config.parse_run_config)."""
+        hybrid.train.config.parse_run_config)."""
         return self.crop_size or default_crop_size(self.name, self.packed_size, "random-resized-crop")
 
 
@@ -121,7 +121,7 @@ def split_sizes(config: DataConfig) -> tuple[int, int]:
 @dataclass
 class Splits:
     # uint8 (N, 3, S, S) and int64 (N,): tensors on the device, or, for a streamed pack,
-    # the memory-mapped arrays (hybrid.feeding makes batches of either)
+    # the memory-mapped arrays (hybrid.data.feeding makes batches of either)
     train_images: torch.Tensor | np.ndarray
     train_labels: torch.Tensor | np.ndarray
     eval_images: torch.Tensor | np.ndarray  # the test split
@@ -131,6 +131,6 @@ class Splits:
     num_classes: int
     mean: torch.Tensor  # float32 (3,), in [0, 1] units, of the training images
     std: torch.Tensor
-    feeding: str = "device"  # or "stream" (hybrid.feeding.choose_feeding)
+    feeding: str = "device"  # or "stream" (hybrid.data.feeding.choose_feeding)
     feeding_reason: str = "held whole on the device"
     input_size: int = 32  # the side the network sees (dataset.crop_size; the images' own for CIFAR)

@@ -119,7 +119,7 @@ def list_imagefolder(root: Path, kind: str = "imagefolder") -> Listing:
 def imagefolder_classes(root: Path) -> tuple[str, ...]:
     """An image folder's class names in index order, as `list_imagefolder` takes them (the
     folders of ROOT/train/), read without listing a single image: a run's `model.num_classes`
-    when the run leaves it out (hybrid.config). Packing checks the rest (empty classes, val)."""
+    when the run leaves it out (hybrid.train.config). Packing checks the rest (empty classes, val)."""
     train = Path(root) / "train"
     _need_dir(train, "imagefolder")
     if not (folders := _class_folders(train)):

@@ -52,7 +52,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm import tqdm
 
-from hybrid.data.layouts import IMAGENETTE_FOLDERS, KINDS, SPLITS, PackingError, Split, fetch, list_images
+from hybrid.data.layouts import IMAGENETTE_FOLDERS, KINDS, LAYOUTS, SPLITS, PackingError, Split, fetch, list_images
 
 FORMAT_VERSION = 1
 

@@ -56,11 +56,11 @@ def pack_command(config: DataConfig) -> str:
 
 
 def load_packed_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
-    """A packed data set (`hybrid.packing`): its validation split is the test set. Held
-    whole on `device` or left memory-mapped for streaming, as `hybrid.feeding.choose_feeding`
+    """A packed data set (`hybrid.data.packing`): its validation split is the test set. Held
+    whole on `device` or left memory-mapped for streaming, as `hybrid.data.feeding.choose_feeding`
     decides from its size and `dataset.device_budget_gb`."""
-    from hybrid.feeding import choose_feeding
-    from hybrid.packing import PackingError, load_packed
+    from hybrid.data.feeding import choose_feeding
+    from hybrid.data.packing import PackingError, load_packed
 
     if config.val_fraction > 0:
         raise ValueError(f"dataset.val_fraction: not available for the packed data set {config.name} "

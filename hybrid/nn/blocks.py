@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from hybrid.layers import spectral_output_size
+from hybrid.nn.layers import spectral_output_size
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:

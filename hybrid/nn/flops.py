@@ -29,10 +29,10 @@ from typing import Sequence
 
 import torch
 
-from hybrid.layers import BlurPool2d, DiffStride2d, SpectralPool2d, spectral_output_size
-from hybrid.models.blocks import BLOCKS, same_padding
-from hybrid.models.options import IMAGENET_STEM_STRIDE, ModelConfig
-from hybrid.models.resnet import site_downsample
+from hybrid.nn.blocks import BLOCKS, same_padding
+from hybrid.nn.layers import BlurPool2d, DiffStride2d, SpectralPool2d, spectral_output_size
+from hybrid.nn.options import IMAGENET_STEM_STRIDE, ModelConfig
+from hybrid.nn.resnet import site_downsample
 
 Size = tuple[int, int]
 Padding = tuple[tuple[int, int], tuple[int, int]]  # (top, bottom), (left, right)

@@ -1,5 +1,5 @@
 """The bridge to the official Keras code (google-research/diffstride): its weights in, and
-out, of the PyTorch models of `hybrid.models`.
+out, of the PyTorch models of `hybrid.nn`.
 
     load_keras_weights(model, weights)   # weights: arrays in the Keras `model.weights` order
     to_keras_weights(model)              # the inverse
@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from hybrid.layers import DiffStride2d, SpectralPool2d
-from hybrid.models import PostActBlock, ResNet
+from hybrid.nn.blocks import PostActBlock
+from hybrid.nn.layers import DiffStride2d, SpectralPool2d
+from hybrid.nn.resnet import ResNet
 
 BN_TRAINABLE = (("gamma", "weight"), ("beta", "bias"))
 BN_MOVING = (("moving_mean", "running_mean"), ("moving_variance", "running_var"))

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from hybrid.fields import Bool, Float, Int, describe, section
-from hybrid.layers import DOWNSAMPLE_KINDS
+from hybrid.nn.layers import DOWNSAMPLE_KINDS
 
 StrideValue = Annotated[Float, Field(ge=1)]
 Stride = Union[StrideValue, tuple[StrideValue, StrideValue]]

@@ -39,9 +39,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hybrid.layers import DiffStride2d, SpectralPool2d, build_downsample
-from hybrid.models.blocks import BLOCKS, Conv2dSame, ScaleHead
-from hybrid.models.options import IMAGENET_STEM_STRIDE, VARIANTS, ModelConfig
+from hybrid.nn.blocks import BLOCKS, Conv2dSame, ScaleHead
+from hybrid.nn.layers import DiffStride2d, SpectralPool2d, build_downsample
+from hybrid.nn.options import IMAGENET_STEM_STRIDE, VARIANTS, ModelConfig
 
 
 def he_normal_(weight: torch.Tensor) -> None:

@@ -1,7 +1,7 @@
 """A table of the named variants under both residual layers: parameters, cost and the
 final feature-map size.
 
-    python -m hybrid.summary [--arch resnet18] [--width W] [--num-classes 10] [--image-size 32]
+    python -m hybrid.nn.summary [--arch resnet18] [--width W] [--num-classes 10] [--image-size 32]
 
 `params` counts trainable parameters, as Keras' `count_params` does for the official models
 (batch-norm moving statistics are buffers here, non-trainable weights there). A head pool
@@ -15,7 +15,9 @@ import argparse
 
 import torch
 
-from hybrid.models import ARCHS, BLOCKS, VARIANTS, build_variant
+from hybrid.nn.blocks import BLOCKS
+from hybrid.nn.options import ARCHS, VARIANTS
+from hybrid.nn.resnet import build_variant
 
 
 def _options(variant: str, block: str) -> dict:
@@ -43,7 +45,7 @@ def variant_table(arch: str = "resnet18", width: int | None = None, num_classes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hybrid.summary", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m hybrid.nn.summary", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=list(ARCHS), default="resnet18")
     parser.add_argument("--width", type=int, default=None, help="the stem's filters (default: the architecture's)")
     parser.add_argument("--num-classes", type=int, default=10)

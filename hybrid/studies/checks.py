@@ -9,7 +9,7 @@
   (hybrid.studies.config_schema), reporting the offending path and the rule broken, not
   the schema;
 - every run of every study resolved and validated (hybrid.studies.resolve_runs), with the
-  defaults that follow the data filled in (hybrid.config.parse_run_config): an image
+  defaults that follow the data filled in (hybrid.train.config.parse_run_config): an image
   folder's `model.num_classes` is read from its train split's class folders, so the folder
   must be at `dataset.root` when the workflow starts, or the run must set it;
 - the analysis sections against those runs: a comparison's study, its arms' columns and
@@ -27,7 +27,8 @@ from pathlib import Path
 import jsonschema
 
 from hybrid.strict_yaml import load_yaml
-from hybrid.studies import VARIANT, ResolvedRun, axis_value, config_schema, get_dotted, known_keys, resolve_runs
+from hybrid.studies.grid import VARIANT, ResolvedRun, axis_value, get_dotted, known_keys, resolve_runs
+from hybrid.studies.schema import config_schema
 
 
 class ConfigError(ValueError):

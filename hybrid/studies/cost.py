@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from hybrid.data import split_sizes
-from hybrid.models.flops import count_flops
+from hybrid.nn.flops import count_flops
 from hybrid.train import steps_per_epoch  # the training loop's own count
 
 # Training images per second on one NVIDIA H100 80GB (torch 2.11, bf16 autocast, batch 128,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from hybrid import checksummed
-from hybrid.models import ResNet
+from hybrid.nn import ResNet
 
 log = logging.getLogger("hybrid.train")
 

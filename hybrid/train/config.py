@@ -31,13 +31,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from hybrid.data import (NORMALIZATIONS, NUM_CLASSES, PACKED, PACKED_SIZES, DataConfig, default_crop_size,
-                         split_sizes)
+from hybrid.data import NORMALIZATIONS, NUM_CLASSES, PACKED, PACKED_SIZES, DataConfig, default_crop_size, split_sizes
+from hybrid.data.layouts import PackingError, imagefolder_classes
 from hybrid.fields import Bool, Float, Int, Str, describe, section
-from hybrid.models import ModelConfig
-from hybrid.packing import PackingError, imagefolder_classes
+from hybrid.nn import ModelConfig
 from hybrid.strict_yaml import load_yaml
-
 
 RECIPE_NAMES = ("hybrid-paper", "official-diffstride", "diffstride-first-release", "torchvision-imagenet")  # RECIPES' keys
 

@@ -13,7 +13,7 @@ sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
 # need no install of the project (which `--sdm conda` cannot do from its copy of the file)
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}:$PYTHONPATH"; ')
 from hybrid.data import PACKED, packed_dir  # noqa: E402
-from hybrid.workflow_config import check_config, check_config_files  # noqa: E402
+from hybrid.studies.checks import check_config, check_config_files  # noqa: E402
 
 # `--config partial=true` arrives as the string "true": Snakemake parses `--config` values
 # as numbers or strings, never as YAML booleans.
@@ -26,7 +26,7 @@ if isinstance(config.get("partial"), str):
         )
     config["partial"] = flag in ("true", "yes", "1")
 
-# Every value checked before any job (hybrid/workflow_config.py): the files read strictly
+# Every value checked before any job (hybrid/studies/checks.py): the files read strictly
 # (a duplicated key is an error), the schema of workflow/schemas/config.schema.yaml, every
 # run resolved and validated, the comparisons and sweeps against the studies' runs.
 try:
@@ -213,9 +213,9 @@ TRACKING_STORES = sorted(
 
 
 def _tracking_command(verb):
-    """One `python -m hybrid.tracking` call per store (URI, experiment), chained."""
+    """One `python -m hybrid.train.tracking` call per store (URI, experiment), chained."""
     calls = [
-        f"python -m hybrid.tracking {verb} {RESULTS}"
+        f"python -m hybrid.train.tracking {verb} {RESULTS}"
         + (f" --uri '{uri}'" if uri else "")
         + (f" --experiment '{experiment}'" if verb == "init" else "")
         for uri, experiment in TRACKING_STORES
@@ -236,7 +236,7 @@ def uses_gpu(run):
     return run.config.train.device != "cpu" and RESOURCES.get("gpus", 0) > 0
 
 
-from hybrid.cost import cost_settings, run_gpu_hours  # noqa: E402
+from hybrid.studies.cost import cost_settings, run_gpu_hours  # noqa: E402
 
 RATES, _ = cost_settings(config)
 RUNTIME_CAP = RESOURCES.get("runtime_min", 60)

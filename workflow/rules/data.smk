@@ -1,7 +1,7 @@
 # Data: CIFAR, Tiny-ImageNet and Imagenette are downloaded once, where there is internet
 # (the login node: this is a localrule), an image folder's layout checked; the generated
 # data set is generated and cached the same way. The larger sets are then packed once
-# (hybrid.packing: decoded, resized, centre-cropped into uint8 arrays under the data root),
+# (hybrid.data.packing: decoded, resized, centre-cropped into uint8 arrays under the data root),
 # a CPU job of its own, unless a pack of the same size is already there.
 
 
