@@ -2,7 +2,10 @@
 
 PyYAML keeps the last copy of a duplicated key, so a second `smoothness:` study, a second
 `seeds:` or a repeated key inside `vary` quietly replaces the first. `load_yaml` refuses
-them, and every error (syntax or duplicate) names the file, line and column.
+them, and every error (syntax or duplicate) names the file, line and column. Merge keys
+(`<<: *defaults`, or `<<: [*a, *b]`) work as in PyYAML's SafeLoader: a key written in the
+mapping overrides a merged one, and of several merged mappings the earlier wins; only a key
+written twice in the mapping itself is refused.
 """
 
 from __future__ import annotations
@@ -16,19 +19,44 @@ class ConfigFileError(ValueError):
     """A config file that cannot be read as YAML: the message names the file and the line."""
 
 
+MERGE_TAG, VALUE_TAG = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
+    """SafeLoader that refuses a key written twice in one mapping.
+
+    The check sits in `flatten_mapping`, which SafeLoader runs on every mapping before building
+    it and on every mapping merged in, before it splices merged pairs into `node.value` in
+    place. Checked there, once per node, only the keys as written count: `<<` is skipped and an
+    explicit key overriding a merged one is no duplicate.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._checked_nodes: set[int] = set()
+
+    def flatten_mapping(self, node):
+        if id(node) not in self._checked_nodes:
+            self._checked_nodes.add(id(node))
+            self._refuse_duplicates(node)
+        super().flatten_mapping(node)
+
+    def _refuse_duplicates(self, node):
         seen = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                mark = key_node.start_mark
+            if key_node.tag == MERGE_TAG:
+                continue
+            key = key_node.value if key_node.tag == VALUE_TAG else self.construct_object(key_node)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: construct_mapping names it
+                continue
+            if first is not None:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark,
-                    f"found key {key!r} again (first at line {seen[key] + 1}); YAML keeps only "
-                    "the last copy: merge the two or rename one", mark)
+                    f"found key {key!r} again (first at line {first + 1}); YAML keeps only "
+                    "the last copy: merge the two or rename one", key_node.start_mark)
             seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
 
 
 def _where(err: yaml.YAMLError) -> str:
