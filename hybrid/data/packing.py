@@ -28,15 +28,16 @@ The rules, the same for every kind:
   (an empty folder is allowed); delete it to pack again.
 
 Arrays are written through `numpy.lib.format.open_memmap`, so memory stays small for
-ImageNet; decoding runs in a process pool, in order. `load_packed` maps the arrays back,
-`verify` recomputes the hashes. The folders' layouts, and `fetch`, are in `hybrid.data.layouts`.
+ImageNet; decoding runs in a process pool, in order. `load_packed` maps the arrays back after
+the cheap checks of `hybrid.data.pack_check` (headers, sizes, classes, labels against the
+manifest); `verify` recomputes the hashes (a run's load does so once per pack and host).
+The folders' layouts, and `fetch`, are in `hybrid.data.layouts`.
 The command line: `python -m hybrid.data.packing --help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -53,6 +54,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from hybrid.data.layouts import IMAGENETTE_FOLDERS, KINDS, LAYOUTS, SPLITS, PackingError, Split, fetch, list_images
+from hybrid.data.pack_check import (
+                                    PACK_COMMAND,
+                                    check_array,
+                                    check_classes,
+                                    check_labels,
+                                    check_manifest,
+                                    content_hash,
+                                    file_sha256,
+                                    verify_once,
+)
 
 FORMAT_VERSION = 1
 
@@ -61,9 +72,6 @@ RESIZE_FILTER = Image.Resampling.BICUBIC
 RESIZE_RULE = ("PIL BICUBIC (antialiased, reducing_gap=None): shorter side to image_size, longer "
                "side int(image_size * long / short) as torchvision Resize; centre crop at "
                "offsets int(round((side - image_size) / 2)) as torchvision CenterCrop")
-
-
-PACK_COMMAND = "python -m hybrid.data.packing pack KIND --source DIR --dest {dest} --image-size N"
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -114,16 +122,6 @@ def _decode_job(job: tuple[str, int]) -> tuple[np.ndarray | None, str]:
 
 
 # --- packing ------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _content_hash(files: dict[str, str]) -> str:
-    """One hash over the files' names and hashes, in name order."""
-    return hashlib.sha256("".join(f"{name} {digest}\n" for name, digest in sorted(files.items())).encode()).hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -197,12 +195,12 @@ def pack(kind: str, source: Path, dest: Path, image_size: int, *, size: str | No
         names = [f"{s}_{a}.npy" for s in SPLITS for a in ("images", "labels")] + ["classes.json"]
         for name in names:
             _fsync(tmp / name)
-        files = {name: _sha256(tmp / name) for name in names}
+        files = {name: file_sha256(tmp / name) for name in names}
         manifest = {
             "format_version": FORMAT_VERSION, "kind": kind, "size": (size or "full") if kind == "imagenette" else None,
             "source": str(Path(source).resolve()), "image_size": image_size, "resize": RESIZE_RULE,
             "pillow": Image.__version__, "num_classes": len(listing.classes), "splits": splits,
-            "files": files, "content_hash": _content_hash(files),
+            "files": files, "content_hash": content_hash(files),
             "seconds": round(time.monotonic() - started, 3), "workers": workers,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -221,7 +219,8 @@ def pack(kind: str, source: Path, dest: Path, image_size: int, *, size: str | No
 
 
 def read_manifest(dest: Path) -> dict:
-    """The manifest of the pack at `dest`; PackingError if there is none or files are missing."""
+    """The manifest of the pack at `dest`, its fields checked (`pack_check.check_manifest`);
+    PackingError if there is none, it is damaged or files are missing."""
     dest = Path(dest)
     hint = PACK_COMMAND.format(dest=dest)
     if not dest.is_dir():
@@ -235,6 +234,7 @@ def read_manifest(dest: Path) -> dict:
         raise PackingError(f"{path} is damaged ({error}); delete {dest} and run: {hint}") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise PackingError(f"{path}: not a pack of format {FORMAT_VERSION}; delete {dest} and run: {hint}")
+    check_manifest(dest, manifest)
     if missing := [name for name in manifest["files"] if not (dest / name).is_file()]:
         raise PackingError(f"{dest} is not a complete pack (missing {', '.join(missing)}); "
                            f"delete it and run: {hint}")
@@ -244,33 +244,32 @@ def read_manifest(dest: Path) -> dict:
 def load_packed(dest: Path, split: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     """(images N x 3 x S x S uint8, labels int64, class names, manifest) of one split.
 
-    The images are a read-only memory map when `mmap`, so a large pack costs no RAM
-    until read; the labels are always read whole.
+    Checked first against the manifest, without reading an image: the arrays' headers and
+    sizes, classes.json, every label (`hybrid.data.pack_check`); a failure is one
+    PackingError naming the file, `verify` and how to pack again. The images are a read-only
+    memory map when `mmap`, so a large pack costs no RAM until read; the labels are always
+    read whole.
     """
     if split not in SPLITS:
         raise PackingError(f"split {split!r} unknown; use one of {', '.join(SPLITS)}")
     dest = Path(dest)
     manifest = read_manifest(dest)
+    classes = check_classes(dest, manifest)
+    count, size = manifest["splits"][split]["count"], manifest["image_size"]
+    check_array(dest, manifest, f"{split}_images.npy", (count, 3, size, size), np.uint8)
+    check_array(dest, manifest, f"{split}_labels.npy", (count,), np.int64)
     images = np.load(dest / f"{split}_images.npy", mmap_mode="r" if mmap else None)
     labels = np.load(dest / f"{split}_labels.npy")
-    classes = json.loads((dest / "classes.json").read_text())
-    count, size = manifest["splits"][split]["count"], manifest["image_size"]
-    if images.shape != (count, 3, size, size) or images.dtype != np.uint8 or labels.shape != (count,):
-        raise PackingError(f"{dest / f'{split}_images.npy'}: shape {images.shape} or labels {labels.shape} "
-                           f"differ from manifest.json; run python -m hybrid.data.packing verify {dest}, then pack again")
+    check_labels(dest, manifest, split, labels)
     return images, labels, classes, manifest
 
 
 def verify(dest: Path) -> dict:
-    """Recomputes every file's SHA-256; PackingError naming the first that differs. Returns the manifest."""
+    """Recomputes every file's SHA-256; PackingError naming the first that differs. Returns the
+    manifest. A success is recorded for this host, so that the next run's load skips the hashing."""
     dest = Path(dest)
     manifest = read_manifest(dest)
-    for name, digest in sorted(manifest["files"].items()):
-        if _sha256(dest / name) != digest:
-            raise PackingError(f"{dest / name}: SHA-256 differs from manifest.json (damaged or altered); "
-                               f"delete {dest} and run: {PACK_COMMAND.format(dest=dest)}")
-    if _content_hash(manifest["files"]) != manifest["content_hash"]:
-        raise PackingError(f"{dest / 'manifest.json'}: content hash does not match its file hashes; pack again")
+    verify_once(dest, manifest, force=True)
     return manifest
 
 

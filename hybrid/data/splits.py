@@ -58,8 +58,13 @@ def pack_command(config: DataConfig) -> str:
 def load_packed_splits(config: DataConfig, device: torch.device | str = "cpu") -> Splits:
     """A packed data set (`hybrid.data.packing`): its validation split is the test set. Held
     whole on `device` or left memory-mapped for streaming, as `hybrid.data.feeding.choose_feeding`
-    decides from its size and `dataset.device_budget_gb`."""
+    decides from its size and `dataset.device_budget_gb`.
+
+    Checked as it loads (`hybrid.data.pack_check`): headers, sizes, classes and labels every
+    time, the SHA-256s once per pack and host; an image folder's pack against its class
+    folders. Any failure is one DataNotFoundError naming the pack and the fix."""
     from hybrid.data.feeding import choose_feeding
+    from hybrid.data.pack_check import verify_once
     from hybrid.data.packing import PackingError, load_packed
 
     if config.val_fraction > 0:
@@ -69,11 +74,14 @@ def load_packed_splits(config: DataConfig, device: torch.device | str = "cpu") -
     try:
         train_x, train_y, classes, manifest = load_packed(dest, "train")
         test_x, test_y, _, _ = load_packed(dest, "val")
+        verify_once(dest, manifest)
     except PackingError as error:
         raise DataNotFoundError(f"{config.name}: {error} (the workflow's pack rule runs: {pack_command(config)})") from None
     if config.name in NUM_CLASSES and len(classes) != NUM_CLASSES[config.name]:
         raise DataNotFoundError(f"{dest} holds {len(classes)} classes, not {config.name}'s {NUM_CLASSES[config.name]}; "
                                 f"delete it and run: {pack_command(config)}")
+    if config.name == "imagefolder":
+        _check_folder_classes(config, dest, classes)
     mean, std = packed_channel_stats(dest, train_x, manifest["content_hash"])
     feeding, reason = choose_feeding(train_x.nbytes + test_x.nbytes, device, config.device_budget_gb)
     train_y, test_y = torch.from_numpy(train_y), torch.from_numpy(test_y)
@@ -84,25 +92,71 @@ def load_packed_splits(config: DataConfig, device: torch.device | str = "cpu") -
                   feeding, reason, config.input_size)
 
 
+def _check_folder_classes(config: DataConfig, dest: Path, classes: list[str]) -> None:
+    """An image folder's `model.num_classes`, left out, is read from ROOT/train's class folders
+    (hybrid.train.config): a pack whose classes differ from them is stale, and no setting of
+    model.num_classes trains on it; packing again is the fix. Lists folders, never images."""
+    from hybrid.data.layouts import PackingError, imagefolder_classes
+
+    train = Path(config.root) / "train"
+    if not train.is_dir():
+        return  # the pack alone was copied here: model.num_classes is set, and the pack stands
+    try:
+        folders = list(imagefolder_classes(Path(config.root)))
+    except (PackingError, OSError):
+        return
+    if folders != classes:
+        added, gone = sorted(set(folders) - set(classes)), sorted(set(classes) - set(folders))
+        change = "; ".join(part for part in (f"added {', '.join(added[:5])}" if added else "",
+                                             f"removed {', '.join(gone[:5])}" if gone else "") if part)
+        raise DataNotFoundError(
+            f"{dest} was packed from {len(classes)} classes, but {train} now has {len(folders)} class folders "
+            f"({change or 'renamed'}); model.num_classes follows those folders, so pack them again: delete "
+            f"{dest} and run: {pack_command(config)} (or restore the folders as they were packed)")
+
+
 def packed_channel_stats(dest: Path, images: np.ndarray, content_hash: str,
                          chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """`channel_stats` of a pack's training images, read in chunks, cached beside the pack
-    (stats.json, keyed by the pack's content hash)."""
+    (stats.json, keyed by the pack's content hash). A cached value that cannot be right
+    (not finite, a mean outside [0, 1], a std outside (0, 1]) is recomputed, with a warning."""
     path = Path(dest) / "stats.json"
+    channels = images.shape[1]
     try:
         cached = json.loads(path.read_text())
         if cached.get("content_hash") == content_hash:
-            return torch.tensor(cached["mean"]), torch.tensor(cached["std"])
-    except (OSError, ValueError, KeyError, TypeError):
+            mean, std = (torch.tensor(cached[key], dtype=torch.float32) for key in ("mean", "std"))
+            if not (problem := _stats_problem(mean, std, channels)):
+                return mean, std
+            log.warning("%s: the cached channel statistics are unusable (%s); recomputing them", path, problem)
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as error:
+        log.warning("%s: the cached channel statistics are unreadable (%s); recomputing them", path,
+                    f"{type(error).__name__}: {error}".replace("\n", " "))
     hist = sum(_channel_counts(torch.from_numpy(np.array(images[start : start + chunk])))
                for start in range(0, len(images), chunk))
     mean, std = _stats_of_counts(hist)
+    if problem := _stats_problem(mean, std, channels):  # e.g. a channel that is constant in every image
+        log.warning("%s: the training images' channel statistics are unusable (%s): train.normalization "
+                    "dataset divides by the std; use train.normalization unit, or check the images", dest, problem)
+        return mean, std
     try:
         path.write_text(json.dumps({"content_hash": content_hash, "mean": mean.tolist(), "std": std.tolist()}))
     except OSError as error:  # a read-only pack still trains
         log.warning("could not cache the channel statistics in %s: %s", path, error)
     return mean, std
+
+
+def _stats_problem(mean: torch.Tensor, std: torch.Tensor, channels: int) -> str:
+    """Why (mean, std) in [0, 1] units cannot be a data set's channel statistics; '' if they can."""
+    if mean.shape != (channels,) or std.shape != (channels,):
+        return f"{channels} channels, but shapes {tuple(mean.shape)} and {tuple(std.shape)}"
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        return f"not finite: mean {mean.tolist()}, std {std.tolist()}"
+    if ((mean < 0) | (mean > 1)).any() or (std <= 0).any() or (std > 1).any():
+        return f"mean {mean.tolist()} must lie in [0, 1], std {std.tolist()} in (0, 1]"
+    return ""
 
 
 def _stratified_val_mask(labels: torch.Tensor, fraction: float) -> torch.Tensor:
