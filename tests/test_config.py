@@ -5,8 +5,9 @@ import yaml
 
 from hybrid.nn import build_variant
 from hybrid.train import steps_per_epoch
-from hybrid.train.config import RECIPES, load_run_config, parse_run_config
-from hybrid.train.loop import learning_rate, parameter_groups
+from hybrid.train.config import load_run_config, parse_run_config
+from hybrid.train.recipes import RECIPES
+from hybrid.train.schedule import learning_rate, parameter_groups
 
 
 def test_defaults_are_the_hybrid_paper_recipe():

@@ -18,11 +18,11 @@ from hybrid.data import DataConfig, DataNotFoundError
 from hybrid.data.synthetic import load_synthetic
 from hybrid.nn import resnet
 from hybrid.train import train_run
-from hybrid.train.__main__ import main
 from hybrid.train.checkpoints import RunPathError, load_checkpoint, save_checkpoint
+from hybrid.train.cli import main
 from hybrid.train.config import parse_run_config
-from hybrid.train.loop import parameter_groups
 from hybrid.train.result import write_results
+from hybrid.train.schedule import parameter_groups
 
 
 def small_config(tmp_path: Path, **train) -> dict:
@@ -221,7 +221,8 @@ def test_non_finite_values_are_written_as_strict_json(tmp_path):
 
 
 def test_a_diverging_run_ends_diverged_with_strict_json(tmp_path):
-    config = small_config(tmp_path, lr=1e6, epochs=2, milestones=[])
+    # the largest lr allowed, with a decay that multiplies every weight by -99 per step
+    config = small_config(tmp_path, lr=10.0, weight_decay=10.0, epochs=2, milestones=[])
     config["dataset"].update(synthetic_train=128)
     result = train_run(parse_run_config(config), tmp_path / "run", results_dir=tmp_path)
     assert result["status"] == "diverged"

@@ -156,7 +156,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill):
 
 
 def test_a_diverging_run_is_a_result_not_a_crash(tmp_path):
-    config = tiny_config(tmp_path, lr=1e30, epochs=2)
+    config = tiny_config(tmp_path, lr=10.0, weight_decay=10.0, epochs=2)  # each step multiplies the weights by -99
     process = run_cli(config, tmp_path / "run", tmp_path)
     output = process.communicate()[0]
     assert process.returncode == 0, output

@@ -115,6 +115,24 @@ def test_snakemake_refuses_a_duplicated_key_before_any_job(tmp_path):
     assert "rule train" not in output and "Job stats" not in output
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text.replace("\n  ", "\n\t", 1), "line 3, column 1: found character '\\t'"),
+    (lambda text: text.replace("seeds:", "# caf\xe9\nseeds:", 1), "not a text file (not UTF-8)"),
+])
+def test_the_default_config_is_read_strictly_before_snakemake_reads_it(tmp_path, damage, message):
+    """Snakemake's own reader answers a Latin-1 file with a UnicodeDecodeError traceback and
+    a tab with no line; the Snakefile reads config/config.yaml first, and names both."""
+    text = "results: results\nbase:\n  model: {width: 4}\nseeds: [0]\n"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_bytes(damage(text).encode("latin-1"))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(tmp_path),
+                          "--snakefile", str(ROOT / "Snakefile")], capture_output=True, text=True, timeout=300)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"invalid config: config/config.yaml: {message}" in output, output[-2000:]
+    assert "UnicodeDecodeError" not in output and "Job stats" not in output
+
+
 def test_the_studies_command_runs_the_same_checks_and_names_the_line(tmp_path):
     """Snakemake's own reader says only "not valid JSON or YAML"; this command says where."""
     broken = tmp_path / "broken.yaml"

@@ -16,7 +16,7 @@ from test_packed_training import CLASSES, write_folder
 from hybrid.data import packed_dir
 from hybrid.data.packing import pack
 from hybrid.studies.checks import ConfigError, check_config
-from hybrid.train.__main__ import main as train_main
+from hybrid.train.cli import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 

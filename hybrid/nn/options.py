@@ -61,6 +61,7 @@ IMAGENET_STEM_STRIDE = 4.0
 HEAD_POOLS = ("none", "spectral", "scale")
 HEAD_POOL_AT = ("before_norm", "after_norm")
 Kind = Literal[tuple(DOWNSAMPLE_KINDS)]
+MAX_WIDTH = 1024  # model.width's bound (see the field)
 POOR_STRIDES = (1.0, 1.0, 3.0, 2.0, 3.0)  # the official README's badly initialised ResNet-18 strides
 
 
@@ -94,8 +95,11 @@ class ModelConfig:
         "init_stride's stem entry must be 1", default="cifar")
     num_classes: Int = describe("classes (filled from dataset.name in run configs)", default=10, ge=1)
     in_channels: Int = describe("input channels", default=3, ge=1)
-    width: Int | None = describe("stem filters (the others scale with it); null: the arch's",
-                                 default=None, ge=1)
+    # At most MAX_WIDTH, 16 times ResNet-18's own: 2.9e9 parameters (resnet56's 3.5e9), 34 GB
+    # of float32 weights, gradients and momentum; twice the width is four times that.
+    width: Int | None = describe(
+        f"stem filters (the others scale with it); null: the arch's; at most {MAX_WIDTH} (ResNet-18 "
+        "at that width has 2.9e9 parameters, about the most one GPU trains)", default=None, ge=1, le=MAX_WIDTH)
     downsample: Kind = describe("the downsampling kind at every site of downsample_at",
                                 default="strided")
     downsample_at: tuple[str, ...] | None = describe(

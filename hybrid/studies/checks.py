@@ -5,13 +5,19 @@
 
 - each config file is read again strictly (hybrid.strict_yaml): a key given twice in one
   mapping is an error, where Snakemake's YAML reader keeps the last copy;
+- an optional section given as null (`train:` with nothing under it) is an error that says to
+  leave the key out, not every default unsaid;
 - the config against the JSON schema generated from the run config's sections
   (hybrid.studies.config_schema), reporting the offending path and the rule broken, not
   the schema;
 - every run of every study resolved and validated (hybrid.studies.resolve_runs), with the
   defaults that follow the data filled in (hybrid.train.config.parse_run_config): an image
   folder's `model.num_classes` is read from its train split's class folders, so the folder
-  must be at `dataset.root` when the workflow starts, or the run must set it;
+  must be at `dataset.root` when the workflow starts, or the run must set it; every relation
+  a training job meets on loading its data is checked there too (`model.num_classes`
+  against the data set's classes, the `dataset.val_fraction` carve against the training
+  set's size), and here the one the job leaves to its loader: no validation carve of a
+  packed data set;
 - the analysis sections against those runs: a comparison's study, its arms' columns and
   values, its `by` columns and its reference's `where`; a sweep's study, an axis that the
   study varies and a default among that axis' levels;
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import jsonschema
 
+from hybrid.data import PACKED
 from hybrid.strict_yaml import load_yaml
 from hybrid.studies.grid import VARIANT, ResolvedRun, axis_value, get_dotted, known_keys, resolve_runs
 from hybrid.studies.schema import config_schema
@@ -51,17 +58,45 @@ def check_schema(config: Mapping) -> None:
         raise ConfigError(f"{path}: {error.message} (schema rule: {rule})")
 
 
+def check_null_sections(config: Mapping) -> None:
+    """An optional section given as null, at the top or in `base`, is refused naming the key:
+    the code would read it as every default, which its writer may not have meant."""
+    schema = config_schema()
+    levels = [("", config, schema["properties"], schema["required"])]
+    if isinstance(config.get("base"), Mapping):
+        levels.append(("base.", config["base"], schema["properties"]["base"]["properties"], []))
+    for where, node, properties, required in levels:
+        for key, value in node.items():
+            if value is None and key not in required and properties.get(key, {}).get("type") == "object":
+                raise ConfigError(f"{where}{key}: null (the key with nothing under it) is no section; leave "
+                                  f"{where}{key} out for its defaults, or give its settings as a mapping")
+
+
 def check_config(config: Mapping) -> list[ResolvedRun]:
     """The resolved runs of a config that passed every check of the module doc; else a
     ConfigError naming the key."""
+    check_null_sections(config)
     check_schema(config)
     try:
         runs = resolve_runs(dict(config))
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    check_data(runs)
     check_analysis(config, runs)
     check_devices(config, runs)
     return runs
+
+
+def check_data(runs: list[ResolvedRun]) -> None:
+    """What a run's data loader would refuse (hybrid.data.splits) and its run config leaves
+    to it: a validation carve of a packed data set, whose validation split is its test set."""
+    for run in runs:
+        dataset = run.config.dataset
+        if dataset.name in PACKED and dataset.val_fraction > 0:
+            raise ConfigError(
+                f"dataset.val_fraction: {dataset.val_fraction:g} in run {run.name} ({', '.join(run.studies)}), but "
+                f"the packed data set {dataset.name} takes no validation carve (its validation split is the "
+                "test set); set dataset.val_fraction: 0 for it")
 
 
 def check_devices(config: Mapping, runs: list[ResolvedRun]) -> None:

@@ -5,14 +5,21 @@ truncated, altered, unreadable, of an older format, holds weights that do not fi
 model, or is another run's (another config's run id) is never trusted: it is renamed aside
 to `<checkpoint>.bad-<time>`, named in one warning line, and the run starts afresh (nothing
 is deleted, no weights are guessed at). Paths that cannot work (a directory at the
-checkpoint path, an existing file as the output directory) are a RunPathError before any
-work, naming the path and the fix.
+checkpoint path, an existing file as the output directory, a folder the job cannot write
+in, too little free space or too small a file-size limit for a checkpoint) are a
+RunPathError before any work, naming the path and the fix. A disk fault that strikes later
+(the file system filled by another job, a quota) is a StorageError: one line, and the job
+exits 75 to be retried, resuming from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,13 +33,30 @@ class RunPathError(ValueError):
     """An output or checkpoint path that cannot be used; the message names it and the fix."""
 
 
+class StorageError(OSError):
+    """A write that failed mid-run (disk full, quota, permissions changed): retried (exit 75)."""
+
+
+@contextlib.contextmanager
+def storing(path: Path, what: str):
+    """Any OSError while writing `what` to `path` as one StorageError line naming both."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as err:
+        raise StorageError(f"cannot write {what} {path} ({err.strerror or err}); the job exits 75 to be retried "
+                           f"and resumes from its last checkpoint: free space or fix the folder's permissions") from None
+
+
 def save_checkpoint(path: Path, run_id: str, model, optimizer, history: list[dict], epoch: int,
                     step_in_epoch: int = 0, **partial_epoch) -> None:
     """Everything a rerun needs to go on from `step_in_epoch` of `epoch`, written atomically;
     `partial_epoch` holds the state of an epoch stopped midway (generators, sums, time)."""
     state = {"run_id": run_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "history": history, "epoch": epoch, "step_in_epoch": step_in_epoch, **partial_epoch}
-    checksummed.write(path, state)
+    with storing(path, "checkpoint"):
+        checksummed.write(path, state)
 
 
 CHECKPOINT_KEYS = ("run_id", "model", "optimizer", "history", "epoch", "step_in_epoch")
@@ -103,6 +127,28 @@ def check_run_paths(out_dir: Path, checkpoint_path: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RunPathError(f"cannot create directory {folder} ({err.strerror}); pass a writable path for {flag}") from None
+        try:  # a real write, not a permission bit: read-only mounts, ACLs and quotas answer it
+            with tempfile.TemporaryFile(dir=folder) as probe:
+                probe.write(b"\0" * 4096)
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as err:
+            raise RunPathError(f"cannot write in {folder} ({err.strerror}); pass a writable path for {flag}") from None
+
+
+def check_checkpoint_room(checkpoint_path: Path, model: ResNet) -> None:
+    """Fail before training when a checkpoint of `model` cannot be written: the file-size
+    limit (`ulimit -f`) below one checkpoint, or less free space than two (the new one is
+    written beside the old before it replaces it)."""
+    size = 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + 2**20  # weights, momentum
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < size:
+        raise RunPathError(f"the file-size limit ({limit / 2**20:.1f} MiB, ulimit -f) is below one checkpoint of this "
+                           f"model ({size / 2**20:.1f} MiB) at {checkpoint_path}; raise it (ulimit -f unlimited)")
+    free = shutil.disk_usage(checkpoint_path.parent).free
+    if free < 2 * size:
+        raise RunPathError(f"{checkpoint_path.parent} has {free / 2**20:.1f} MiB free, less than two checkpoints of "
+                           f"this model ({2 * size / 2**20:.1f} MiB); free space or pass --checkpoint elsewhere")
 
 
 def restore(resume: dict | None, model: ResNet, optimizer) -> tuple[list[dict], int, int]:

@@ -15,18 +15,25 @@ A non-finite loss ends the run with status "diverged": a result, exit status 0; 
 is strict JSON, a non-finite number in it (a config's `.nan`, a diverged metric) written as
 null (history.csv keeps "nan"/"inf", which its readers parse).
 
-Bad input never costs a GPU-hour, and never a traceback:
-- SIGTERM is handled from the first line of `train_run`: during set-up (data loading, model
-  building) there is nothing to save, so the process exits 75 at once; from the loop on it
-  checkpoints at the current step first.
+Bad input never costs a GPU-hour, and never a traceback; every fault ends in one line:
+- SIGTERM exits 75 from the command's first line (`python -m hybrid.train` installs the
+  handler before torch is imported) to the run's result files: during set-up there is
+  nothing to save; from the loop on it checkpoints at the current step first. After the
+  result files are written, a SIGTERM is logged and the command still exits 0, so that the
+  workflow keeps the finished run.
 - A checkpoint carries the SHA-256 of its bytes (`hybrid.checksummed`). One that is empty,
   truncated, altered, unreadable, of an older format, or another run's (another config's
   run id) is never trusted: it is renamed aside to `<checkpoint>.bad-<time>`, named in one
   warning line, and the run starts afresh (nothing is deleted, no weights are guessed at).
-- Paths that cannot work (a directory at the checkpoint path, an existing file as --out)
-  and unreadable run configs (missing, a directory, not UTF-8 text, YAML syntax, invalid
-  values) end the command with exit status 2 and one line on stderr naming the file and
-  the fix, before any data is loaded.
+- Paths that cannot work (a directory at the checkpoint path, an existing file as --out, a
+  folder the job cannot write in, too little space or too small a file-size limit for a
+  checkpoint), unreadable run configs (missing, a directory, not UTF-8 text, YAML syntax,
+  invalid values) and configs the data set cannot train (classes, a validation carve) end
+  the command with exit status 2 and one line on stderr naming the file or key and the
+  fix, before any training.
+- A write that fails mid-run (a full disk, a quota) is one line and exit 75: the job is
+  retried and resumes from its last checkpoint. Anything unforeseen is its traceback, then
+  one line naming the run and the error, and exit 1.
 """
 
 from __future__ import annotations
@@ -40,9 +47,9 @@ from pathlib import Path
 import yaml
 
 from hybrid.data import DataNotFoundError
-from hybrid.train.checkpoints import RunPathError
+from hybrid.train.checkpoints import RunPathError, StorageError
 from hybrid.train.config import load_run_config
-from hybrid.train.loop import DeviceError, train_run
+from hybrid.train.loop import DeviceError, SetupError, train_run
 from hybrid.train.stop import EXIT_INTERRUPTED, Interrupted
 
 log = logging.getLogger("hybrid.train")
@@ -73,8 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         result = train_run(config, args.out, args.checkpoint, args.results_dir, tags)
     except Interrupted:
         return EXIT_INTERRUPTED
-    except (DataNotFoundError, RunPathError, DeviceError) as err:
+    except (DataNotFoundError, RunPathError, DeviceError, SetupError) as err:  # fix the input, then rerun
         parser.exit(2, f"error: {one_line(err)}\n")
+    except StorageError as err:  # a disk fault mid-run: retried, resumed from the last checkpoint
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug or a fault nobody foresaw: the traceback above, then one line
+        log.exception("%s failed", config.display_name())
+        print(f"error: {config.display_name()} failed with {type(err).__name__}: {one_line(err)} "
+              f"(the traceback is above; exit 1)", file=sys.stderr)
+        return 1
     log.info("%s %s: test accuracy %s", result["run_name"], result["status"], result["test_accuracy"])
     return 0
 
@@ -101,5 +116,3 @@ def one_line(message) -> str:
     """`message` on one line: a log or stderr line per error, whatever the exception's text."""
     return " ".join(str(message).split())
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,11 @@ A run config is nested (`dataset`, `model`, `train`, `tracking`, `seed`), as in 
 run config may leave out but not contradict. Defaults that follow the data are filled in
 here: `model.num_classes` from the data set (an image folder's from its class folders,
 read when it is left out), `dataset.crop_size` from the packed side and
-`train.augmentation` (`hybrid.data.default_crop_size`). Unknown keys, values of the wrong
-type or out of range, and contradictory settings are errors that name the dotted key.
+`train.augmentation` (`hybrid.data.default_crop_size`). Unknown keys, a section given as
+null, values of the wrong type or out of range, contradictory settings, and the relations a
+training job would meet on loading its data (`model.num_classes` against the data set's
+classes, a `dataset.val_fraction` carve that leaves no validation or no training image) are
+errors that name the dotted key, here, before any job.
 `RunConfig.run_id()` is a content hash of what determines the result, so the same run
 asked for twice (by two studies, or after an unrelated config edit) trains once.
 """
@@ -24,11 +27,13 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import torch
 from pydantic import Field
 
 from hybrid.data import NORMALIZATIONS, NUM_CLASSES, PACKED, PACKED_SIZES, DataConfig, default_crop_size, split_sizes
@@ -36,16 +41,24 @@ from hybrid.data.layouts import PackingError, imagefolder_classes
 from hybrid.fields import Bool, Float, Int, Str, describe, section
 from hybrid.nn import ModelConfig
 from hybrid.strict_yaml import load_yaml
+from hybrid.train.recipes import RECIPES, Recipe
 
+# The bounds of train.epochs and train.lr: far beyond any recipe (400 epochs, lr 0.1), short of
+# a run that never ends or a step that overflows the weights.
+MAX_EPOCHS = 10_000
+MAX_LR = 10.0
 RECIPE_NAMES = ("hybrid-paper", "official-diffstride", "diffstride-first-release", "torchvision-imagenet")  # RECIPES' keys
 
 
 @section("train")
 class TrainConfig:
     recipe: Literal[RECIPE_NAMES] = describe("named train defaults (RECIPES)", default="hybrid-paper")
-    epochs: Int = describe("training epochs", default=200, ge=1)
+    epochs: Int = describe(f"training epochs; at most {MAX_EPOCHS} (the longest recipe runs 400)",
+                           default=200, ge=1, le=MAX_EPOCHS)
     batch_size: Int = describe("training batch size", default=128, ge=1)
-    lr: Float = describe("peak learning rate (lr_schedule step)", default=0.1, gt=0)
+    lr: Float = describe(f"peak learning rate (lr_schedule step); at most {MAX_LR:g}, 100 times the recipes' "
+                         "peak: a value such as 1e300 is a typo that overflows the weights", default=0.1, gt=0,
+                         le=MAX_LR)
     momentum: Float = describe("SGD momentum", default=0.9, ge=0, lt=1)
     nesterov: Bool = describe("Nesterov momentum", default=False)
     # PyTorch weight decay (a gradient term wd * w); applied to `decay_on`:
@@ -65,8 +78,9 @@ class TrainConfig:
     lr_gamma: Float = describe("step schedule's factor", default=0.1, gt=0)
     lr_boundaries: tuple[Annotated[Int, Field(ge=1)], ...] = describe(
         "piecewise schedule: the steps where the lr changes, increasing", default=())
-    lr_values: tuple[Annotated[Float, Field(gt=0)], ...] = describe(
-        "piecewise schedule: one lr before, between and after the boundaries", default=())
+    lr_values: tuple[Annotated[Float, Field(gt=0, le=MAX_LR)], ...] = describe(
+        f"piecewise schedule: one lr before, between and after the boundaries, each at most {MAX_LR:g} "
+        "(as train.lr)", default=())
     label_smoothing: Float = describe("cross-entropy label smoothing", default=0.0, ge=0, lt=1)
     # Mixup as the official data pipeline does it: consecutive examples are mixed in
     # pairs, each pair with its own Beta(alpha, alpha) weight, so an epoch sees N / 2
@@ -114,102 +128,6 @@ class TrainConfig:
             raise ValueError(f"train.lr_boundaries must increase, got {list(self.lr_boundaries)}")
         if list(self.milestones) != sorted(set(self.milestones)):
             raise ValueError(f"train.milestones must increase, got {list(self.milestones)}")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A named set of `train` defaults, with the model keys it depends on (`model`: a run
-    config may not contradict them) and where each setting comes from."""
-
-    source: str
-    train: dict
-    model: dict = field(default_factory=dict)
-
-
-# Keras conventions of the official code, translated:
-# - a Keras L2 regulariser of c adds c * w^2 to the loss, whose gradient 2c * w is a PyTorch
-#   weight decay of 2c, on the regularised weights only (conv and dense kernels, the dense
-#   bias): decay_on="weights";
-# - Keras batch-norm momentum 0.9 keeps 0.9 of the running statistic, PyTorch momentum
-#   0.1 takes 0.1 of the new one: the same, and PyTorch's default, as is epsilon 1e-5;
-# - what a gin file binds reaches the code only through gin-configurable calls: the
-#   official train.py builds its loss with `tf.keras.losses.CategoricalCrossentropy()`
-#   directly, so cifar10.gin's `label_smoothing = 0.2` never applies, and
-#   `data.load_datasets` keeps `augment_fn=None` (no binding), so no crop and no flip.
-RECIPES: dict[str, Recipe] = {  # keys: RECIPE_NAMES
-    # The hybrid paper (arXiv 2401.09008). Its facts: 200 epochs, lr 0.1 -> 0.01 -> 0.001
-    # -> 0.0001. Assumed (the paper does not say): the steps at 1/4, 1/2 and 3/4 of
-    # training, SGD momentum 0.9, weight decay 5e-4 on every parameter but the strides,
-    # batch 128, crop (4-pixel padding) and flip, normalisation by the training set's
-    # channel statistics, no mixup, and the official HEAD network (the model's defaults).
-    "hybrid-paper": Recipe(source="arXiv 2401.09008 (200 epochs, lr steps); the rest assumed", train={}),
-    # What google-research/diffstride b3ef50f runs (`examples/cifar10.gin`, `data.py`,
-    # `train.py`, `resnet.py`): the pre-activation net, 400 epochs of batch 128, SGD 0.9,
-    # piecewise-constant lr by step, L2 5e-4 (wd 1e-3) on conv/dense weights and the dense
-    # bias, mixup 0.2 of consecutive pairs (an epoch is N / 2 mixed examples), no crop or
-    # flip, no label smoothing, inputs normalised by fixed CIFAR statistics.
-    "official-diffstride": Recipe(
-        source="google-research/diffstride b3ef50f examples/cifar10.gin, data.py, train.py",
-        model={"block": "preact"},
-        train={
-            "epochs": 400,
-            "batch_size": 128,
-            "weight_decay": 1e-3,
-            "decay_on": "weights",
-            "lr_schedule": "piecewise",
-            "lr_boundaries": (400, 18_000, 32_000),
-            "lr_values": (0.01, 0.1, 0.01, 0.001),
-            "label_smoothing": 0.0,
-            "mixup_alpha": 0.2,
-            "crop_padding": 0,
-            "flip": False,
-            "normalization": "cifar-fixed",
-        },
-    ),
-    # torchvision's ImageNet recipe for its ResNets (pytorch/vision references/classification,
-    # README "ResNet": 90 epochs, 8 GPUs x batch 32, SGD 0.9, lr 0.1, wd 1e-4 on every
-    # parameter, lr x0.1 every 30 epochs, RandomResizedCrop + flip, centre crop in evaluation),
-    # on torchvision's ResNet stem; for the larger data sets. Inputs normalised by the
-    # training set's statistics (torchvision's are ImageNet's).
-    "torchvision-imagenet": Recipe(
-        source="pytorch/vision references/classification README (ResNet) and train.py defaults",
-        model={"stem": "imagenet"},
-        train={
-            "epochs": 90,
-            "batch_size": 256,
-            "lr": 0.1,
-            "momentum": 0.9,
-            "weight_decay": 1e-4,
-            "decay_on": "all",
-            "milestones": (1 / 3, 2 / 3),
-            "lr_gamma": 0.1,
-            "label_smoothing": 0.0,
-            "augmentation": "random-resized-crop",
-            "rrc_min_scale": 0.08,
-            "flip": True,
-            "crop_padding": 0,
-            "normalization": "dataset",
-        },
-    ),
-    # The first release (google-research/diffstride 3801ad4, lr schedule of 7e387d9, net of
-    # 1f9e8f4): the post-activation net, 400 epochs of batch 256, SGD 0.9, lr 0.1 divided by
-    # 10 at epochs 200 and 300, L2 5e-3 (wd 1e-2) on conv/dense weights and the dense bias, no
-    # mixup, no crop or flip (`augment_fn` unbound), no label smoothing, inputs in [0, 1].
-    "diffstride-first-release": Recipe(
-        source="google-research/diffstride 3801ad4/7e387d9 examples/cifar10.gin, data.py, train.py; 1f9e8f4 resnet.py",
-        model={"block": "postact"},
-        train={
-            "epochs": 400,
-            "batch_size": 256,
-            "weight_decay": 1e-2,
-            "decay_on": "weights",
-            "milestones": (0.5, 0.75),
-            "crop_padding": 0,
-            "flip": False,
-            "normalization": "unit",
-        },
-    ),
-}
 
 
 @section("tracking")
@@ -297,14 +215,18 @@ def parse_run_config(data: dict) -> RunConfig:
     unknown = sorted(set(data) - set(sections) - {"seed", "name"})
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join([*sections, 'seed', 'name'])}")
-    raw_train = data.get("train") or {}
+    for key in sections:
+        if key in data and data[key] is None:
+            raise ValueError(f"{key}: null (the key with nothing under it) is no section; leave {key} out for "
+                             f"its defaults, or give its settings as a mapping")
+    raw_train = data.get("train", {})
     recipe_name = raw_train.get("recipe", TrainConfig.recipe) if isinstance(raw_train, dict) else TrainConfig.recipe
     if recipe_name not in RECIPES:
         raise ValueError(f"train.recipe: unknown {recipe_name!r}; known recipes: {', '.join(RECIPES)}")
     recipe = RECIPES[recipe_name]
     built = {}
     for key, cls in sections.items():
-        raw = data.get(key) or {}
+        raw = data.get(key, {})
         defaults = None
         if cls is ModelConfig and isinstance(raw, dict):
             dataset = built["dataset"]  # built first
@@ -327,6 +249,8 @@ def parse_run_config(data: dict) -> RunConfig:
     if not isinstance(name, str):
         raise ValueError(f"name: expected a string, got {name!r}")
     train, dataset = built["train"], built["dataset"]
+    _check_num_classes(built["model"], dataset, given="num_classes" in data.get("model", {}))
+    _check_val_carve(dataset)
     if dataset.name in PACKED and dataset.crop_size is None:
         # Written out, and so in the run id as an explicit crop_size of the same value is,
         # unless it is the data set's conventional crop: the runs that left it out before
@@ -346,6 +270,47 @@ def parse_run_config(data: dict) -> RunConfig:
             f"more than the {n_train} training images of dataset {built['dataset'].name}: an epoch would "
             "have no step; lower train.batch_size or set train.mixup_alpha: 0")
     return RunConfig(seed=seed, name=name, **built)
+
+
+def _check_num_classes(model: ModelConfig, dataset: DataConfig, given: bool) -> None:
+    """`model.num_classes` against the data set's class count (the training job's first check
+    after loading it): the known counts, an image folder's when its folder is there to read."""
+    expected, source = NUM_CLASSES.get(dataset.name), f"dataset {dataset.name}"
+    if dataset.name == "imagefolder" and given:
+        try:  # a folder not there yet: the run's own count stands (the job checks it against the pack)
+            expected = len(imagefolder_classes(Path(dataset.root)))
+            source = f"the image folder at dataset.root {dataset.root}"
+        except PackingError:
+            expected = None
+    if expected is not None and model.num_classes != expected:
+        raise ValueError(
+            f"model.num_classes: {model.num_classes}, but {source} has {expected} classes; leave "
+            "model.num_classes out to take the data set's, or set it to that")
+
+
+def _check_val_carve(dataset: DataConfig) -> None:
+    """`dataset.val_fraction` against the training set it is carved from, as the carve takes it
+    (hybrid.data.splits: round(count x fraction) images of each class, float32, half to even;
+    the classes of CIFAR and the generated set balanced): some validation image, some left to
+    train on. A packed set's fraction is refused when it is loaded."""
+    if dataset.val_fraction == 0 or dataset.name in PACKED:
+        return
+    whole, classes = split_sizes(dataclasses.replace(dataset, val_fraction=0.0))[0], NUM_CLASSES[dataset.name]
+    per_class, extra = divmod(whole, classes)
+    counts = torch.tensor([per_class + 1] * extra + [per_class] * (classes - extra))
+    held = torch.round(counts * dataset.val_fraction).long()
+    each = f"{per_class}-{per_class + 1}" if extra else f"{per_class}"
+    sizes = f"{dataset.name}'s {whole} training images ({classes} classes of {each})"
+    if not held.any():
+        # CIFAR's classes hold hundreds: only a small generated set has fewer than two images a class
+        fix = (f"raise it to at least {math.ceil(10_000 / per_class) / 10_000:g} (one image of each class)"
+               if per_class >= 2 else "raise dataset.synthetic_train")
+        raise ValueError(f"dataset.val_fraction: {dataset.val_fraction:g} of {sizes} leaves no validation "
+                         f"image (round(count x fraction) of each class is 0); {fix}, or set it to 0 for no "
+                         "validation split")
+    if torch.equal(held, counts):
+        raise ValueError(f"dataset.val_fraction: {dataset.val_fraction:g} of {sizes} holds out every image, "
+                         "leaving none to train on; lower it")
 
 
 def _folder_num_classes(dataset: DataConfig) -> int:

@@ -27,12 +27,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hybrid import checksummed
 from hybrid.data import Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
 from hybrid.data.feeding import DeviceFeeder, StreamFeeder, center_crop_resize, random_resized_crop
 from hybrid.nn import ResNet, resnet
-from hybrid.train.checkpoints import check_run_paths, load_checkpoint, restore, save_checkpoint
+from hybrid.train.checkpoints import (
+    check_checkpoint_room,
+    check_run_paths,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+    storing,
+)
 from hybrid.train.config import RunConfig, TrainConfig
 from hybrid.train.result import build_result, run_tags, write_results
+from hybrid.train.schedule import epoch_seed, learning_rate, parameter_groups, steps_per_epoch
 from hybrid.train.stop import Interrupted, StopSignal
 from hybrid.train.tracking import RunTracker, resolve_tracking_uri, study_labels
 
@@ -46,6 +55,10 @@ class Diverged(Exception):
 
 class DeviceError(RuntimeError):
     """The configured device does not exist where the run was started."""
+
+
+class SetupError(ValueError):
+    """A run config that the data set it meets cannot train (classes, a validation carve)."""
 
 
 # --- the set-up -----------------------------------------------------------------------
@@ -71,45 +84,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch) % 2**63
-
-
-def parameter_groups(model: ResNet, train: TrainConfig) -> list[dict]:
-    """Strides, decayed and undecayed parameters, each with its lr multiplier and decay."""
-    strides = {id(p) for p in model.stride_parameters()}
-    decayed, undecayed = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in strides:
-                continue
-            regularised = isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
-            (decayed if train.decay_on == "all" or regularised else undecayed).append(p)
-    groups = [
-        {"params": decayed, "weight_decay": train.weight_decay, "lr_mult": 1.0},
-        {"params": undecayed, "weight_decay": 0.0, "lr_mult": 1.0},
-        {"params": model.stride_parameters(), "weight_decay": train.stride_weight_decay, "lr_mult": train.stride_lr_mult},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def learning_rate(train: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """The learning rate at optimizer step `step` (0-based); stateless, so resuming needs no scheduler state."""
-    if train.lr_schedule == "piecewise":
-        for boundary, value in zip(train.lr_boundaries, train.lr_values):
-            if step < boundary:
-                return value
-        return train.lr_values[-1]
-    epoch = step / steps_per_epoch
-    passed = sum(epoch >= m * train.epochs for m in train.milestones)
-    return train.lr * train.lr_gamma**passed
-
-
-def steps_per_epoch(n_train: int, train: TrainConfig) -> int:
-    per_step = train.batch_size * (2 if train.mixup_alpha > 0 else 1)
-    return n_train // per_step if train.mixup_alpha > 0 else math.ceil(n_train / per_step)
 
 
 @dataclass
@@ -140,10 +114,13 @@ def set_up(config: RunConfig, checkpoint_path: Path, stop: StopSignal) -> Traini
     seed_everything(config.seed, tcfg.deterministic)
 
     log.info("%s: loading data set %s", config.display_name(), config.dataset.name)
-    splits = load_splits(config.dataset, device)
-    splits.mean, splits.std = normalization_stats(tcfg.normalization, splits)
+    try:
+        splits = load_splits(config.dataset, device)
+        splits.mean, splits.std = normalization_stats(tcfg.normalization, splits)
+    except ValueError as err:  # e.g. a validation carve that leaves no image
+        raise SetupError(f"{config.display_name()}: {err}") from None
     if splits.num_classes != config.model.num_classes:
-        raise ValueError(
+        raise SetupError(
             f"model.num_classes is {config.model.num_classes} but dataset {config.dataset.name!r} has "
             f"{splits.num_classes} classes; leave model.num_classes out to take the dataset's"
         )
@@ -323,9 +300,12 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
     """
     checkpoint_path = checkpoint_path or out_dir / "checkpoint.pt"
     check_run_paths(out_dir, checkpoint_path)
+    for stale in checksummed.remove_stale_temps(checkpoint_path):  # a killed write's, ~90 MB each
+        log.info("removed %s, left by an interrupted checkpoint write", stale)
     with StopSignal() as stop:  # from the first second: a SIGTERM while loading data exits 75 too
         run_id, name = config.run_id(), config.display_name()
         t = set_up(config, checkpoint_path, stop)
+        check_checkpoint_room(checkpoint_path, t.model)
         resume = load_checkpoint(checkpoint_path, run_id, t.model)
         history, start_epoch, resume_step = restore(resume, t.model, t.optimizer)
         if resume:
@@ -369,9 +349,10 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
 
         result = build_result(config, t.model, history, status, t.device, t.train_time,
                               time.perf_counter() - wall_start, (t.splits.feeding, t.splits.feeding_reason))
-        write_results(out_dir, result, history)
-        if config.train.save_weights:  # the final weights, loadable with torch.load(..., weights_only=True)
-            torch.save(t.model.state_dict(), out_dir / "weights.pt")
+        with storing(out_dir, "the result files to"):
+            write_results(out_dir, result, history)
+            if config.train.save_weights:  # the final weights, loadable with torch.load(..., weights_only=True)
+                torch.save(t.model.state_dict(), out_dir / "weights.pt")
         tracker.finish(status, out_dir)
         if checkpoint_path.exists():
             checkpoint_path.unlink()

@@ -28,7 +28,7 @@ rule workflow_config:
     params:
         text=yaml.safe_dump(config, sort_keys=False),  # rerun when the config changes
     shell:
-        "printf '%s' {params.text:q} > {output}"
+        "printf '%s' {params.text:q} > {output:q}"
 
 
 rule collect:
@@ -49,8 +49,9 @@ rule collect:
         runs_dir=lambda w, input: Path(input.runs).parent / "runs",
         finished=finished_results(),  # partial mode: rerun when more runs have finished
     shell:
-        "python -m analysis.collect --runs {input.runs} --runs-dir {params.runs_dir} --out {output.table}"
-        " --history-out {output.history} --status-out {output.status} > {log} 2>&1"
+        "python -m analysis.collect --runs {input.runs:q} --runs-dir {params.runs_dir:q}"
+        " --out {output.table:q} --history-out {output.history:q}"
+        " --status-out {output.status:q} > {log:q} 2>&1"
 
 
 rule tables:
@@ -89,8 +90,8 @@ rule tables:
     params:
         out=lambda w, output: Path(output[0]).parent,
     shell:
-        "python -m analysis.tables --runs-table {input.table} --config {input.config}"
-        " --out {params.out} > {log} 2>&1"
+        "python -m analysis.tables --runs-table {input.table:q} --config {input.config:q}"
+        " --out {params.out:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -119,8 +120,8 @@ rule figures:
     params:
         out=lambda w, output: Path(output[0]).parent,
         claims=lambda w, input: "".join(
-            f"--claims-table {path}" for path in input.claims[:1]
+            f"--claims-table {shell_word(path)}" for path in input.claims[:1]
         ),
     shell:
-        "python -m analysis.figures --runs-table {input.table} --history-table {input.history}"
-        " --config {input.config} {params.claims} --out {params.out} > {log} 2>&1"
+        "python -m analysis.figures --runs-table {input.table:q} --history-table {input.history:q}"
+        " --config {input.config:q} {params.claims} --out {params.out:q} > {log:q} 2>&1"

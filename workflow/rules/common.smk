@@ -1,6 +1,8 @@
 # Config loading and validation, the resolved runs, and the input functions.
 
 import math
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,7 +13,9 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)  # the `hybrid` package, without an install
 # ... and for every rule's commands too, so that the rules' environments (workflow/envs/)
 # need no install of the project (which `--sdm conda` cannot do from its copy of the file)
-shell.prefix(f'export PYTHONPATH="{workflow.basedir}:$PYTHONPATH"; ')
+# (quoted: the repository's path may hold a space; braces doubled: Snakemake formats a prefix)
+_BASEDIR = shlex.quote(workflow.basedir).translate({ord("{"): "{{", ord("}"): "}}"})
+shell.prefix(f'export PYTHONPATH={_BASEDIR}:"$PYTHONPATH"; ')
 from hybrid.data import PACKED, packed_dir  # noqa: E402
 from hybrid.studies.checks import check_config, check_config_files  # noqa: E402
 
@@ -34,7 +38,50 @@ try:
     RUNS = {run.run_id: run for run in check_config(config)}
 except ValueError as err:
     raise WorkflowError(f"invalid config: {err}") from None
-RESULTS = config.get("results", "results")
+
+
+def shell_word(value):
+    """A value as one shell word, as `{value:q}` would put it in a command."""
+    return shlex.quote(format(value))
+
+
+class ShellWords:
+    """An object whose fields read as shell words: `{params.x.field}` in a command is quoted
+    as `{params.x.field:q}` would be, without a change to the command's text. A changed text
+    reruns the job, and upstream of training (run_config, data, pack) every run after it.
+    """
+
+    def __init__(self, fields):
+        self._fields = fields
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # copy and pickle probe before `_fields` is set
+            raise AttributeError(name)
+        return shell_word(getattr(self._fields, name))
+
+
+def results_folder(results):
+    """The results folder as every rule names it. The training command's text is fixed (a
+    changed text retrains every finished run), so its paths must need no shell quoting: a
+    folder whose path does is named relative to the working directory, where the quoting is
+    needed above it only (a space in the working directory's own path, say)."""
+    if shell_word(results) == results:
+        return results  # as before: a finished study's paths stay the same
+    # (also through the path's links resolved, as the working directory's path is)
+    for relative in (
+        os.path.relpath(results),
+        os.path.relpath(os.path.realpath(results)),
+    ):
+        if shell_word(relative) == relative:
+            return relative
+    raise WorkflowError(
+        f"invalid config: results: {results!r} needs shell quoting below the working "
+        f"directory ({os.getcwd()}), which the training command cannot take; name a "
+        "folder without spaces or shell characters"
+    )
+
+
+RESULTS = results_folder(str(config.get("results", "results")))
 RESOURCES = config.get("resources", {})
 
 # The claims' families, told when the workflow starts (a dry run too), not again in each
@@ -212,12 +259,20 @@ TRACKING_STORES = sorted(
 )
 
 
+def _single_quoted(text):
+    """`text` in single quotes, as the tracking commands always wrote it (the same command,
+    so no finished store reruns), any single quote inside it escaped as shlex.quote does.
+    """
+    escaped = text.replace("'", "'\"'\"'")
+    return f"'{escaped}'"
+
+
 def _tracking_command(verb):
     """One `python -m hybrid.train.tracking` call per store (URI, experiment), chained."""
     calls = [
-        f"python -m hybrid.train.tracking {verb} {RESULTS}"
-        + (f" --uri '{uri}'" if uri else "")
-        + (f" --experiment '{experiment}'" if verb == "init" else "")
+        f"python -m hybrid.train.tracking {verb} {shell_word(RESULTS)}"
+        + (f" --uri {_single_quoted(uri)}" if uri else "")
+        + (f" --experiment {_single_quoted(experiment)}" if verb == "init" else "")
         for uri, experiment in TRACKING_STORES
     ]
     return " && ".join(calls) or "true"

@@ -14,7 +14,8 @@ rule data:
     conda:
         "../envs/train.yaml"
     params:
-        dataset=lambda w: DATASETS[w.data],
+        # its fields as shell words (common.smk ShellWords): the data root may hold a space
+        dataset=lambda w: ShellWords(DATASETS[w.data]),
     shell:
         "python -m hybrid.data download {params.dataset.name} --root {params.dataset.root}"
         " --synthetic-train {params.dataset.synthetic_train}"
@@ -37,7 +38,8 @@ rule pack:
         runtime=RESOURCES.get("pack_runtime_min", 240),
         mem_mb=8000,
     params:
-        dataset=lambda w: DATASETS[w.data],
+        # its fields as shell words (common.smk ShellWords): the data root may hold a space
+        dataset=lambda w: ShellWords(DATASETS[w.data]),
     shell:
         "python -m hybrid.data pack {params.dataset.name} --root {params.dataset.root}"
         " --image-size {params.dataset.packed_size}"

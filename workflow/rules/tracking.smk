@@ -15,7 +15,7 @@ rule tracking_store:
         stores=TRACKING_STORES,  # rerun when a store or an experiment is added
         command=_tracking_command("init"),
     shell:
-        "({params.command}) > {log} 2>&1 && cp {log} {output}"
+        "({params.command}) > {log:q} 2>&1 && cp {log:q} {output:q}"
 
 
 rule tracking_sync:
@@ -32,4 +32,4 @@ rule tracking_sync:
     params:
         command=_tracking_command("sync"),
     shell:
-        "({params.command}) > {log} 2>&1 && cp {log} {output}"
+        "({params.command}) > {log:q} 2>&1 && cp {log:q} {output:q}"

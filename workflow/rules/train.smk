@@ -49,8 +49,9 @@ rule train:
     # finished job, and adding a study must not retrain the runs it shares. The run reads
     # its MLflow labels from runs.csv itself, and the tracking sync keeps them current.
     params:
-        out=lambda w, output: Path(output.result).parent,
-        results=lambda w, output: Path(output.result).parents[2],
+        # shell words (common.smk), as `:q` would make them, with the command's text unchanged
+        out=lambda w, output: shell_word(Path(output.result).parent),
+        results=lambda w, output: shell_word(Path(output.result).parents[2]),
     # This command's text is part of every finished run's record (Snakemake's `code` rerun
     # trigger): edit it and every finished run is retrained. `python -m hybrid.train` stays.
     shell:
