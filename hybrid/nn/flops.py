@@ -76,19 +76,11 @@ def _through(layer_key: tuple, build, size: Size) -> _Through:
     return _THROUGH[key]
 
 
-@torch.no_grad()
 def _diffstride_size(layer: DiffStride2d, size: Size) -> Size:
-    """The map a fresh DiffStride layer returns for an input of `size`, by the steps of its
-    forward pass that decide it (the FFTs left out: they cost milliseconds each on a busy
-    CPU): strides raised to their minimum for this size and clipped to the limits, then
-    the rows and the rfft columns its window keeps; the inverse rfft gives 2 (cols - 1)."""
-    height, width = size
-    layer._raise_to_minimum(height, width)
-    host_v, host_h = (min(max(s, layer.lower_limit), layer.upper_limit) for s in layer.current_strides())
-    stride_v, stride_h = layer.strides[0], layer.strides[-1]
-    _, lead, trail = layer._window(height, stride_v, host_v, "v")
-    _, cols, _ = layer._window(width, stride_h, host_h, "h")
-    return lead + trail, 2 * (cols - 1)
+    """The map a fresh DiffStride layer returns for an input of `size`: its crop at its
+    initial strides, raised to their minimum for this size and clipped to the limits (no
+    FFT: they cost milliseconds each on a busy CPU)."""
+    return layer.plan(*size).out_size
 
 
 def _fft(tally: _Tally, batch: int, channels: int, size: Size) -> None:

@@ -13,13 +13,21 @@ selects it.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from hybrid.nn.spectral_window import (
+    Crop,
+    Window,
+    horizontal_positions,
+    kept_span,
+    vertical_positions,
+)
+from hybrid.nn.spectral_window import float32 as _float32
 
 Stride = Union[float, Sequence[float]]
 
@@ -58,46 +66,6 @@ def clip_passing_bounds(x: torch.Tensor, low: float, high: float) -> torch.Tenso
     return torch.where(inside, x, x.detach().clamp(low, high))
 
 
-def _float32(x: float) -> np.float32:
-    return np.float32(x)
-
-
-@lru_cache(maxsize=256)
-def _vertical_positions(height: int) -> np.ndarray:
-    """The official code's distance-to-DC of each row of an rfft2 output (after fftshift).
-
-    Rows are numbered as the official layer numbers them, off-by-one on the negative
-    frequencies included: parity means the same rows kept and the same mask values.
-    """
-    half = np.arange(height // 2 + height % 2, dtype=np.float32)
-    positions = np.concatenate([half[height % 2:][::-1], half])
-    return np.fft.fftshift(positions)
-
-
-@lru_cache(maxsize=256)
-def _horizontal_positions(width: int) -> np.ndarray:
-    return np.arange(width // 2 + 1, dtype=np.float32)
-
-
-@lru_cache(maxsize=1024)
-def _kept_span(positions_key: tuple[str, int], threshold: float, smoothness: float) -> tuple[int, int]:
-    """How many leading and trailing coefficients the soft mask keeps (mask > 0).
-
-    Evaluated in float32, in the official order of operations, so that a coefficient
-    whose mask is exactly zero is dropped exactly when the official layer drops it.
-    """
-    axis, size = positions_key
-    positions = _vertical_positions(size) if axis == "v" else _horizontal_positions(size)
-    r = _float32(smoothness)
-    ramp = (_float32(1.0) / r) * (r + _float32(threshold) - positions)
-    kept = ramp > 0
-    lead = int(np.argmin(kept)) if not kept.all() else len(kept)
-    trail = 0 if lead == len(kept) else int(np.argmin(kept[::-1]))
-    if int(kept.sum()) != lead + trail:  # positions rise then fall, so this cannot happen
-        raise AssertionError(f"non-contiguous DiffStride crop on axis {axis} of size {size}")
-    return lead, trail
-
-
 class DiffStride2d(nn.Module):
     """Downsampling with learnable strides in the Fourier domain (Riad et al., ICLR 2022).
 
@@ -111,6 +79,14 @@ class DiffStride2d(nn.Module):
     flowing), and the value used is clipped to [lower_limit, upper_limit]. Call
     `constrain_()` after an optimizer step to project the parameter onto those limits,
     as Keras does with the official layer's constraint.
+
+    The crop depends on the strides' values, so a forward pass needs them on the host. Alone,
+    the layer reads them itself (one small device-to-host copy per call). In a network,
+    `ResNet.plan_strides` reads every layer's strides in one copy before the forward pass,
+    raises them, and hands each layer its `crop`: the forward pass then reads nothing from
+    the device and depends on the strides' values only through those integers, which is
+    what lets `torch.compile` trace it whole and keep its graph while the strides move
+    within one crop.
     """
 
     def __init__(
@@ -137,7 +113,14 @@ class DiffStride2d(nn.Module):
         self.cropping = cropping
         values = init[:1] if shared_stride else init
         self.strides = nn.Parameter(torch.tensor(values, dtype=torch.float32))
-        self._positions: dict[tuple, torch.Tensor] = {}  # kept positions per crop, on device
+        self.crop: Crop | None = None  # this step's, set by ResNet.plan_strides; None: plan per call
+        # The window's constants for the current crop (kept positions; [height, width], [0, 1],
+        # [-height/2, -width/2], as `spectral_window.Window` takes them; the rfft2 rows kept),
+        # swapped in by `plan` from a cache, so that a crop seen before costs no copy.
+        self.register_buffer("positions", torch.zeros(0), persistent=False)
+        self.register_buffer("axes", torch.zeros(3, 2), persistent=False)
+        self.register_buffer("kept_rows", torch.zeros(0, dtype=torch.long), persistent=False)
+        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def extra_repr(self) -> str:
         limits = f", limits=({self.lower_limit}, {self.upper_limit})" if self.upper_limit < math.inf or self.lower_limit != 1.0 else ""
@@ -147,7 +130,8 @@ class DiffStride2d(nn.Module):
             f"{limits}, cropping={self.cropping}"
         )
 
-    def _minimum_strides(self, height: int, width: int) -> tuple[float, float]:
+    def minimum_strides(self, height: int, width: int) -> tuple[float, float]:
+        """The official lower bound of each stride for a map of this size, size / (size - R)."""
         # float32, as the official layer computes it. A map no larger than R has no
         # minimum (the official formula divides by zero or turns negative there).
         r = _float32(self.smoothness_factor)
@@ -158,74 +142,96 @@ class DiffStride2d(nn.Module):
         return mins[0], mins[1]
 
     @torch.no_grad()
-    def _raise_to_minimum(self, height: int, width: int) -> None:
-        min_v, min_h = self._minimum_strides(height, width)
-        data = self.strides.data  # in place, without bumping autograd's version counter
-        if self.shared_stride:
-            data.clamp_(min=max(min_v, min_h))
-        else:
-            data[0].clamp_(min=min_v)
-            data[1].clamp_(min=min_h)
-
-    @torch.no_grad()
     def constrain_(self) -> None:
         """Project the strides onto [lower_limit, upper_limit] (the Keras constraint)."""
         self.strides.data.clamp_(self.lower_limit, self.upper_limit)
+        self.crop = None
 
     def current_strides(self) -> tuple[float, float]:
         values = self.strides.detach().tolist()
         return (values[0], values[0]) if self.shared_stride else (values[0], values[1])
 
-    def _window(self, size: int, stride: torch.Tensor, stride_host: float, axis: str) -> tuple[torch.Tensor, int, int]:
-        """The soft mask over the kept coefficients of one axis, and the crop (lead, trail)."""
-        r = self.smoothness_factor
-        reduced_host = max(float(_float32(size) / _float32(stride_host)), 2.0)
-        reduced = size / stride
-        # torch.maximum splits the gradient on a tie; the official tf.maximum gives it all
-        # to its first argument.
-        reduced = torch.where(reduced >= 2.0, reduced, torch.full_like(reduced, 2.0))
-        if axis == "v":
-            threshold, threshold_host = reduced / 2.0, reduced_host / 2.0
+    @torch.no_grad()
+    def plan(self, height: int, width: int, values: Sequence[float] | None = None) -> Crop:
+        """The crop of a map of `height` x `width` at the strides' `values` (the parameter's,
+        read by the caller; read here when None), after raising each stride to its minimum.
+
+        The raise is the official forward pass's first step: on the host values, and on the
+        parameter (in place, without bumping autograd's version counter) only where one is
+        below its minimum. Non-finite strides raise FloatingPointError.
+        """
+        values = self.strides.detach().tolist() if values is None else list(values)
+        min_v, min_h = self.minimum_strides(height, width)
+        data = self.strides.data
+        if self.shared_stride:
+            floor = max(min_v, min_h)
+            if values[0] < floor:
+                data.clamp_(min=floor)
+                values[0] = floor
+            values = [values[0], values[0]]
         else:
-            threshold, threshold_host = reduced / 2.0 + 1.0, reduced_host / 2.0 + 1.0
-        threshold_host = float(_float32(threshold_host))
-        positions_np = _vertical_positions(size) if axis == "v" else _horizontal_positions(size)
-        lead, trail = len(positions_np), 0
-        if self.cropping:
-            lead, trail = _kept_span((axis, size), threshold_host, r)
-            positions_np = np.concatenate([positions_np[:lead], positions_np[len(positions_np) - trail:]])
-        key = (axis, size, lead, trail, stride.device)
-        positions = self._positions.get(key)
-        if positions is None:
-            positions = self._positions[key] = torch.from_numpy(positions_np).to(stride.device)
-        ramp = (1.0 / r) * (r + threshold - positions)
-        return clip_passing_bounds(ramp, 0.0, 1.0), lead, trail
+            for i, floor in enumerate((min_v, min_h)):
+                if values[i] < floor:
+                    data[i].clamp_(min=floor)
+                    values[i] = floor
+        host_v, host_h = (min(max(s, self.lower_limit), self.upper_limit) for s in values)
+        if not (math.isfinite(host_v) and math.isfinite(host_h)):
+            raise FloatingPointError(f"DiffStride2d strides are not finite: {values}")
+        lead, trail = self._span(height, host_v, "v")
+        cols, _ = self._span(width, host_h, "h")
+        crop = Crop(height, width, lead, trail, cols)
+        self._use_constants(crop)
+        return crop
+
+    def _span(self, size: int, stride: float, axis: str) -> tuple[int, int]:
+        """The leading and trailing coefficients the window keeps on one axis (all of them
+        without cropping), in the float32 arithmetic of the official layer."""
+        positions = vertical_positions(size) if axis == "v" else horizontal_positions(size)
+        if not self.cropping:
+            return len(positions), 0
+        reduced = max(float(_float32(size) / _float32(stride)), 2.0)
+        threshold = float(_float32(reduced / 2.0 + (1.0 if axis == "h" else 0.0)))
+        return kept_span((axis, size), threshold, self.smoothness_factor)
+
+    def _use_constants(self, crop: Crop) -> None:
+        device = self.strides.device
+        key = (crop, device)
+        if key not in self._constants:
+            rows = vertical_positions(crop.height)
+            kept_rows = np.concatenate([rows[:crop.lead], rows[len(rows) - crop.trail:]])
+            positions = np.concatenate([kept_rows, horizontal_positions(crop.width)[:crop.cols]])
+            axes = torch.tensor([[crop.height, crop.width], [0.0, 1.0], [-crop.height / 2, -crop.width / 2]],
+                                dtype=torch.float32)
+            rows = torch.cat([torch.arange(crop.lead), torch.arange(crop.height - crop.trail, crop.height)])
+            self._constants[key] = tuple(_to_device(t, device) for t in (torch.from_numpy(positions), axes, rows))
+        self.positions, self.axes, self.kept_rows = self._constants[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        self._raise_to_minimum(height, width)
-        stride_v = self.strides[0]
-        stride_h = self.strides[0] if self.shared_stride else self.strides[1]
-        stride_v = clip_passing_bounds(stride_v, self.lower_limit, self.upper_limit)
-        stride_h = clip_passing_bounds(stride_h, self.lower_limit, self.upper_limit)
-        # One host read per call: the crop size depends on the stride's value.
-        host_v, host_h = (min(max(s, self.lower_limit), self.upper_limit) for s in self.current_strides())
-        if not (math.isfinite(host_v) and math.isfinite(host_h)):
-            raise FloatingPointError(f"DiffStride2d strides are not finite: {self.current_strides()}")
-
-        mask_v, lead, trail = self._window(height, stride_v, host_v, "v")
-        mask_h, cols, _ = self._window(width, stride_h, host_h, "h")
-
+        crop = self.crop
+        if crop is None or (crop.height, crop.width) != (height, width):
+            crop = self.plan(height, width)
+        kept_rows = crop.lead + crop.trail
+        mask = Window.apply(self.strides, self.positions, self.axes, kept_rows, self.smoothness_factor,
+                             self.lower_limit, self.upper_limit)
         dtype = x.dtype
         with torch.autocast(device_type=x.device.type, enabled=False):
             spectrum = torch.fft.rfft2(x.float())
             if self.cropping:
-                if lead + trail < height:
-                    spectrum = torch.cat([spectrum[..., :lead, :], spectrum[..., height - trail:, :]], dim=-2)
-                spectrum = spectrum[..., :cols]
-            spectrum = spectrum * (mask_v[:, None] * mask_h[None, :])  # one pass over the spectrum
+                if kept_rows < height:
+                    spectrum = spectrum.index_select(-2, self.kept_rows)
+                spectrum = spectrum[..., :crop.cols]
+            spectrum = spectrum * mask  # one pass over the spectrum
             out = torch.fft.irfft2(spectrum, s=(spectrum.shape[-2], 2 * (spectrum.shape[-1] - 1)))
         return out.to(dtype)
+
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A copy on `device` that the host does not wait for (from pinned memory on CUDA)."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def spectral_output_size(height: int, width: int, stride: tuple[float, float]) -> tuple[int, int]:
