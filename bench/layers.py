@@ -7,7 +7,10 @@ Part 1, one downsampling unit on a ResNet-18-sized map (N, C, H, W): a 3x3 convo
 C -> C followed by the downsampling layer; the baseline is the same convolution with
 stride 2. Part 2, one whole training step (forward, backward, SGD update) of each named
 variant on 32x32 images, at each width. Every figure is printed with its ratio to the
-strided baseline measured in the same run. Timings by torch.utils.benchmark.
+strided baseline measured in the same run. Timings by torch.utils.benchmark. Part 3, what
+one step of the training loop asks of the device, counted (hybrid.train.audit, the same on
+any machine): kernel-launching ATen operators and host waits per step, strided and
+DiffStride ResNet-18 (`--no-counts` leaves it out).
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (FFTs stay float32)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--no-counts", action="store_true", help="leave out part 3, the op and wait counts")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -130,6 +134,27 @@ def main(argv: list[str] | None = None) -> None:
     for width in (int(w) for w in args.widths.split(",")):
         rows = training_steps(batch, width, device, args.amp, args.channels_last, args.min_run_time)
         _print(f"training step, width {width}, batch {batch}, 32x32", rows, "strided", per_item=batch)
+    if not args.no_counts:
+        step_counts(device)
+
+
+def step_counts(device: torch.device) -> None:
+    """Part 3: ATen operators and host waits of one step of the training loop, ResNet-18."""
+    import tempfile
+
+    from hybrid.train import audit
+
+    print("\none step of the training loop, ResNet-18, batch 16, crops and flips (hybrid.train.audit)")
+    print(f"{'':<18} {'ATen ops':>9} {'x strided':>11} {'host waits':>11}")
+    first = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for downsample in ("strided", "diffstride"):
+            run = {"dataset": {"name": "synthetic", "root": tmp, "synthetic_train": 128, "synthetic_test": 32},
+                   "model": {"downsample": downsample}, "train": {"batch_size": 16, "device": str(device)},
+                   "tracking": {"enabled": False}}
+            ops = sum(audit.step_ops(run).values())
+            first = first or ops
+            print(f"{downsample:<18} {ops:>9} {ops / first:>11.2f} {audit.step_waits(run):>11.2f}")
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bitwise(tmp_path):
     path.write_text(yaml.safe_dump({
         "dataset": data, "model": {"downsample": "diffstride", "width": 4, "num_classes": 3},
         "train": {"epochs": 6, "batch_size": 4, "lr": 0.02, "augmentation": "random-resized-crop",
-                  "eval_batch_size": 7, "threads": 1},
+                  "eval_batch_size": 7, "threads": 1, "checkpoint_minutes": 0},
         "tracking": {"enabled": False}, "seed": 2}))
 
     def run(out):

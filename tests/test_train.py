@@ -127,7 +127,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> No
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill):
     config = tiny_config(tmp_path, epochs=4, recipe="official-diffstride", lr_boundaries=[5, 20, 30],
-                         lr_values=[0.01, 0.05, 0.01, 0.001], batch_size=16)
+                         lr_values=[0.01, 0.05, 0.01, 0.001], batch_size=16, checkpoint_minutes=0)
     reference = run_cli(config, tmp_path / "reference", tmp_path)
     assert reference.wait() == 0, reference.stdout.read()
 
@@ -187,3 +187,23 @@ def test_bad_run_config_fails_before_any_work(tmp_path):
     output = process.communicate()[0]
     assert process.returncode == 2 and "train.epochz" in output and "Traceback" not in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("minutes, after_epochs", [(10, []), (0, [1, 2])], ids=["every-10-minutes", "every-epoch"])
+def test_checkpoints_are_taken_by_time_and_none_after_the_last_epoch(tmp_path, monkeypatch, minutes, after_epochs):
+    from hybrid.train import loop
+
+    taken, real = [], loop.save_checkpoint
+
+    def save(path, run_id, model, optimizer, history, epoch, *args, **kwargs):
+        taken.append(epoch - 1)  # a checkpoint to go on at `epoch` is taken after epoch - 1
+        return real(path, run_id, model, optimizer, history, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    config = parse_run_config(tiny_config(tmp_path, epochs=3, checkpoint_minutes=minutes))
+    result = train_run(config, tmp_path / "run", results_dir=tmp_path)
+    assert taken == after_epochs  # a 3-epoch run takes seconds: 10 minutes never pass
+    assert (result["checkpoint_time_s"] > 0) == bool(after_epochs)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # removed once the result is written
+    assert result["crop_tuples"] >= 1  # the DiffStride crops this run planned (a compiled net's graphs)
+    assert all(float(row["eval_time_s"]) > 0 for row in read_history(tmp_path / "run" / "history.csv"))

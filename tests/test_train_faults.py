@@ -67,18 +67,35 @@ def test_sigterm_during_start_up_imports_exits_75(tmp_path):
     assert "Traceback" not in stderr and "exit 75" in stderr
 
 
-def test_sigterm_during_the_last_checkpoint_still_completes_the_run(tmp_path):
+def test_sigterm_while_the_result_files_are_written_still_completes_the_run(tmp_path):
+    # after the last epoch no checkpoint is taken: the result files are the next write
     result = train(tmp_path, run_config(tmp_path), plant="""
-        real = loop.save_checkpoint
-        def save(path, run_id, model, optimizer, history, epoch, *args, **kwargs):
-            if epoch > 2:  # the checkpoint after the last epoch: the signal arrives while it is written
-                os.kill(os.getpid(), signal.SIGTERM)
-            return real(path, run_id, model, optimizer, history, epoch, *args, **kwargs)
-        loop.save_checkpoint = save
+        real = loop.write_results
+        def write(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(*args, **kwargs)
+        loop.write_results = write
     """)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = strict_json(tmp_path / "run" / "result.json")
     assert outcome["status"] == "completed" and outcome["epochs_completed"] == 2
+
+
+def test_sigterm_during_a_checkpoint_exits_75_and_the_retry_resumes(tmp_path):
+    config = run_config(tmp_path, train={"epochs": 3, "checkpoint_minutes": 0})
+    interrupted = train(tmp_path, config, plant="""
+        real = loop.save_checkpoint
+        def save(path, run_id, model, optimizer, history, epoch, *args, **kwargs):
+            if epoch == 2:  # the checkpoint after the first epoch: the signal arrives while it is written
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real(path, run_id, model, optimizer, history, epoch, *args, **kwargs)
+        loop.save_checkpoint = save
+    """)
+    assert interrupted.returncode == 75, interrupted.stderr[-3000:]
+    assert not (tmp_path / "run" / "result.json").exists()
+    retried = train(tmp_path, config)
+    assert retried.returncode == 0 and "resuming" in retried.stderr, retried.stderr[-3000:]
+    assert strict_json(tmp_path / "run" / "result.json")["epochs_completed"] == 3
 
 
 def test_sigterm_after_completion_exits_0_and_keeps_the_result(tmp_path):
@@ -123,13 +140,13 @@ def test_a_file_size_limit_below_a_checkpoint_is_refused_before_training(tmp_pat
 
 
 def test_a_disk_that_fills_mid_run_is_one_line_and_a_retry_that_resumes(tmp_path):
-    config = run_config(tmp_path)
+    config = run_config(tmp_path, train={"epochs": 3, "checkpoint_minutes": 0})
     full = train(tmp_path, config, plant=f"""
         real, calls = checksummed.write, []
         def write(path, obj):
             if path.name == "checkpoint.pt":
                 calls.append(path)
-            if len(calls) == 2:  # the second epoch's checkpoint: the disk is full
+            if len(calls) == 2:  # the second epoch's checkpoint (none after the last): the disk is full
                 raise OSError({errno.ENOSPC}, "No space left on device")
             return real(path, obj)
         checksummed.write = write
@@ -139,7 +156,7 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_a_retry_that_resumes(tmp_path
     assert "Traceback" not in full.stderr
     retried = train(tmp_path, config)  # the retry, on a disk with room again
     assert retried.returncode == 0, retried.stderr[-3000:]
-    assert "resuming" in retried.stderr and strict_json(tmp_path / "run" / "result.json")["epochs_completed"] == 2
+    assert "resuming" in retried.stderr and strict_json(tmp_path / "run" / "result.json")["epochs_completed"] == 3
 
 
 # --- what the data set cannot train, and the unforeseen ---------------------------------

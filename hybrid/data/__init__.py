@@ -10,7 +10,7 @@
 - `__main__`: `python -m hybrid.data download|pack NAME --root DIR`.
 """
 
-from hybrid.data.batches import augment, epoch_batches, normalization_stats, normalize
+from hybrid.data.batches import augment, crop_and_flip, draw_crops, epoch_batches, normalization_stats, normalize
 from hybrid.data.config import (
                                 DATASETS,
                                 IMAGENETTE_SIZES,
@@ -28,6 +28,6 @@ from hybrid.data.splits import channel_stats, load_splits, pack_command, packed_
 
 __all__ = [
     "DATASETS", "IMAGENETTE_SIZES", "NORMALIZATIONS", "NUM_CLASSES", "PACKED", "PACKED_SIZES", "DataConfig",
-    "DataNotFoundError", "Splits", "augment", "channel_stats", "default_crop_size", "epoch_batches", "load_splits",
+    "DataNotFoundError", "Splits", "augment", "crop_and_flip", "draw_crops", "channel_stats", "default_crop_size", "epoch_batches", "load_splits",
     "normalization_stats", "normalize", "pack_command", "packed_dir", "split_sizes",
 ]

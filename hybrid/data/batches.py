@@ -33,13 +33,26 @@ def augment(images: torch.Tensor, *, padding: int, flip: bool, generator: torch.
     RandomHorizontalFlip) in one gather on the images' device: returns the input's dtype
     and shape (uint8 in, uint8 out; the zero padding is black, as in torchvision).
     Draws, from `generator`, the crop offsets then the flips; padding=0 and flip=False
-    draw nothing and return `images` unchanged.
+    draw nothing and return `images` unchanged. `draw_crops` then `crop_and_flip` is the
+    same in two halves, so that the draws can be made ahead (the training loop makes an
+    epoch's at its start).
     """
+    draws = draw_crops(len(images), padding=padding, flip=flip, generator=generator)
+    if draws is None:
+        return images
+    offsets, flips = (d.to(images.device) for d in draws)
+    return crop_and_flip(images, offsets, flips, padding)
+
+
+def draw_crops(n: int, *, padding: int, flip: bool,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`augment`'s draws for n images, on the generator's device: int64 offsets (n, 2) in
+    [0, 2 * padding] (zeros without padding), then bool flips (n,) (False without flips).
+    None where nothing is drawn (padding=0 and flip=False)."""
     if padding < 0:
         raise ValueError(f"augment: padding must be >= 0, got {padding}")
-    n, _, height, width = images.shape
     if padding == 0 and not flip:
-        return images
+        return None
     dev = generator.device
     offsets = torch.zeros(n, 2, dtype=torch.long, device=dev)
     if padding:
@@ -47,7 +60,13 @@ def augment(images: torch.Tensor, *, padding: int, flip: bool, generator: torch.
     flips = torch.zeros(n, dtype=torch.bool, device=dev)
     if flip:
         flips = torch.rand(n, generator=generator, device=dev) < 0.5
-    offsets, flips = offsets.to(images.device), flips.to(images.device)
+    return offsets, flips
+
+
+def crop_and_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, padding: int) -> torch.Tensor:
+    """The images cropped at `offsets` after `padding` pixels of zeros and flipped where
+    `flips`, in one gather; `offsets` and `flips` on the images' device (`draw_crops`')."""
+    n, _, height, width = images.shape
     rows = offsets[:, :1] + torch.arange(height, device=images.device)
     cols_ahead = torch.arange(width, device=images.device).expand(n, width)
     cols = offsets[:, 1:] + torch.where(flips[:, None], cols_ahead.flip(1), cols_ahead)

@@ -117,7 +117,7 @@ class DeviceFeeder(_Feeder):
     def batches(self, index_batches: Sequence[torch.Tensor]) -> Iterator[Batch]:
         """(uint8 images (b, 3, S, S), int64 labels (b,)) on the device, one per index batch, in order."""
         for index in index_batches:
-            index = index.to(self.images.device)
+            index = index.to(self.images.device, non_blocking=True)  # the training loop's are there already
             yield self.images[index], self.labels[index]
 
 

@@ -115,6 +115,12 @@ class TrainConfig:
     deterministic: Bool = describe("deterministic kernels (slower)", default=False)
     threads: Int = describe("CPU threads; 0 keeps torch's default", default=0, ge=0)
     eval_batch_size: Int = describe("evaluation batch size", default=1000, ge=1)
+    checkpoint_minutes: Float = describe(
+        "minutes between checkpoints, each taken at the end of an epoch (and one on SIGTERM, at the "
+        "step); 0: after every epoch", default=10.0, ge=0)
+    compile: Literal["none", "default", "reduce-overhead"] = describe(
+        "torch.compile the model (CUDA only; DiffStride compiles once per crop-size tuple): none, "
+        "default, or reduce-overhead (CUDA graphs)", default="none")
     save_weights: Bool = describe("also write the final weights (weights.pt, a state_dict) and "
                                   "log them to MLflow", default=False)
 
@@ -149,7 +155,8 @@ class RunConfig:
 
     # Keys that say where or how to run, not what: left out of the run id.
     NOT_IN_ID: typing.ClassVar[tuple[str, ...]] = ("dataset.root", "tracking", "name", "train.threads",
-                                                   "train.save_weights", "dataset.device_budget_gb")
+                                                   "train.save_weights", "dataset.device_budget_gb",
+                                                   "train.checkpoint_minutes", "train.compile")
 
     # Keys added after the id scheme was fixed (7191e28), hashed only when they differ from
     # their default: a run that does not use them keeps the id, and the results, it had.
@@ -158,8 +165,18 @@ class RunConfig:
         "model.stem", "dataset.image_size", "dataset.crop_size", "dataset.imagenette_size",
         "train.augmentation", "train.rrc_min_scale")
 
+    # Keys added after run.yaml's text was fixed that say how to run: left out of to_dict()
+    # (run.yaml, MLflow) at their default, so that a finished run's run.yaml stays the same text
+    # (the workflow writes it from to_dict(); a new text would retrain the run).
+    OMITTED_AT_DEFAULT: typing.ClassVar[tuple[str, ...]] = ("train.checkpoint_minutes", "train.compile")
+
     def to_dict(self) -> dict:
-        return _to_plain(dataclasses.asdict(self))
+        plain = _to_plain(dataclasses.asdict(self))
+        for dotted in self.OMITTED_AT_DEFAULT:
+            section, key = dotted.split(".")
+            if plain[section][key] == _section_default(type(getattr(self, section)), key):
+                del plain[section][key]
+        return plain
 
     def run_id(self) -> str:
         identity = self.to_dict()
@@ -180,6 +197,11 @@ class RunConfig:
 
     def recipe(self) -> Recipe:
         return RECIPES[self.train.recipe]
+
+
+@functools.cache
+def _section_default(section: type, key: str):
+    return getattr(section(), key)
 
 
 @functools.cache

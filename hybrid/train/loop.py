@@ -1,14 +1,17 @@
 """The training loop, read top to bottom: the set-up, one step, one epoch, the run.
 
 - `set_up`: the device, the seeds, the data on the device, the network and its optimizer;
-- `train_step`: one batch augmented (and mixed) on the device, one SGD step;
-- `train_epoch`: a pass over the training set in an order drawn from (seed, epoch), then
-  the evaluation, into the epoch's row of history.csv; a SIGTERM checkpoints at the step;
-- `train_run`: resume from a checkpoint, the epochs, the result files and MLflow.
+- `train_step` (`hybrid.train.step`): one batch augmented (and mixed) on the device, one
+  SGD step, with no wait for the device;
+- `train_epoch`: a pass over the training set with the epoch's draws, then the evaluation,
+  into the epoch's row of history.csv; a SIGTERM checkpoints at the step;
+- `train_run`: resume from a checkpoint, the epochs (a checkpoint at an epoch's end once
+  `train.checkpoint_minutes` have passed since the last), the result files and MLflow.
 
 Every random draw of an epoch (its order, crops, flips, mixup weights) comes from two
-generators seeded by (run seed, epoch), whose states a mid-epoch checkpoint carries: a
-resumed run ends exactly where an uninterrupted one would.
+generators seeded by (run seed, epoch) and is made at the epoch's start
+(`hybrid.train.draws`): a run resumed mid-epoch draws the epoch again and starts at its
+step, and ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hybrid import checksummed
-from hybrid.data import Splits, augment, epoch_batches, load_splits, normalization_stats, normalize
-from hybrid.data.feeding import DeviceFeeder, StreamFeeder, center_crop_resize, random_resized_crop
+from hybrid.data import Splits, load_splits, normalization_stats, normalize
+from hybrid.data.feeding import DeviceFeeder, StreamFeeder, center_crop_resize
 from hybrid.nn import ResNet, resnet
 from hybrid.train.checkpoints import (
     check_checkpoint_room,
@@ -40,17 +43,14 @@ from hybrid.train.checkpoints import (
     storing,
 )
 from hybrid.train.config import RunConfig, TrainConfig
+from hybrid.train.draws import draw_epoch
 from hybrid.train.result import build_result, run_tags, write_results
 from hybrid.train.schedule import epoch_seed, learning_rate, parameter_groups, steps_per_epoch
+from hybrid.train.step import Diverged, FiniteWatch, autocast, train_step
 from hybrid.train.stop import Interrupted, StopSignal
 from hybrid.train.tracking import RunTracker, resolve_tracking_uri, study_labels
 
 log = logging.getLogger("hybrid.train")
-DIVERGENCE_CHECK_EVERY = 50  # steps between reads of the non-finite-loss flag on a GPU
-
-
-class Diverged(Exception):
-    """A non-finite loss: the run ends with status "diverged": a result, not a crash."""
 
 
 class DeviceError(RuntimeError):
@@ -95,12 +95,15 @@ class Training:
     splits: Splits
     model: ResNet
     optimizer: torch.optim.Optimizer
+    forward: torch.nn.Module  # the model, or its torch.compile'd wrapper (train.compile)
     feed: DeviceFeeder | StreamFeeder  # the training split's batches
     per_epoch: int  # optimizer steps per epoch
     batch_per_step: int  # images drawn per step: two per mixed example under mixup
     checkpoint_path: Path
     stop: StopSignal
+    watch: FiniteWatch  # the non-finite-loss flag, looked at without waiting
     train_time: float = 0.0  # seconds in training steps so far, over every attempt
+    checkpoint_time: float = 0.0  # seconds writing checkpoints, in this attempt
 
 
 def set_up(config: RunConfig, checkpoint_path: Path, stop: StopSignal) -> Training:
@@ -127,15 +130,31 @@ def set_up(config: RunConfig, checkpoint_path: Path, stop: StopSignal) -> Traini
     model = resnet(config.model).to(device)
     if tcfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov)
+    # one fused kernel for the whole update on CUDA; the CPU keeps the for-loop update, whose
+    # floats every CPU history so far was made with
+    optimizer = torch.optim.SGD(parameter_groups(model, tcfg), lr=tcfg.lr, momentum=tcfg.momentum, nesterov=tcfg.nesterov,
+                                fused=True if device.type == "cuda" else None)
     log.info("%s: %s (%s)", config.display_name(), splits.feeding, splits.feeding_reason)
     return Training(
-        config, device, splits, model, optimizer,
+        config, device, splits, model, optimizer, forward=compiled(model, tcfg, device),
         feed=feeder(splits.train_images, splits.train_labels, device),
         per_epoch=steps_per_epoch(len(splits.train_labels), tcfg),
         batch_per_step=tcfg.batch_size * (2 if tcfg.mixup_alpha > 0 else 1),
-        checkpoint_path=checkpoint_path, stop=stop,
+        checkpoint_path=checkpoint_path, stop=stop, watch=FiniteWatch(device),
     )
+
+
+def compiled(model: ResNet, train: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """`model` under torch.compile with `train.compile`'s mode, on CUDA; else `model`. A
+    DiffStride net compiles once per tuple of its layers' crops (`ResNet.plan_strides`):
+    its strides move inside a tuple without a recompile."""
+    if train.compile == "none":
+        return model
+    if device.type != "cuda":
+        log.warning("train.compile is %r, but compiling is for CUDA: %s runs eager", train.compile, device)
+        return model
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)  # crop tuples
+    return torch.compile(model, mode=train.compile)
 
 
 def feeder(images, labels, device) -> DeviceFeeder | StreamFeeder:
@@ -145,106 +164,59 @@ def feeder(images, labels, device) -> DeviceFeeder | StreamFeeder:
     return StreamFeeder(images, labels, device)
 
 
-# --- one step ---------------------------------------------------------------------------
-
-
-def train_step(t: Training, images: torch.Tensor, labels: torch.Tensor, lr: float,
-               generator: torch.Generator, rng: np.random.Generator, sums: dict) -> None:
-    """One SGD step on one batch: augmented, normalised and mixed on the device (crops and
-    flips drawn from `generator`, mixup weights from `rng`); the loss and hits add to `sums`."""
-    x, targets = train_batch(t.splits, images, labels, t.config.train, generator, rng)
-    optimizer_step(t.model, t.optimizer, x, targets, lr, t.config.train, t.device, sums)
-
-
-def train_batch(splits: Splits, images: torch.Tensor, labels: torch.Tensor, train: TrainConfig,
-                generator: torch.Generator, rng: np.random.Generator):
-    """Augmented, normalised images and soft targets for one step (mixup pairs as the official pipeline)."""
-    if train.augmentation == "random-resized-crop":
-        images = random_resized_crop(images, splits.input_size, generator, scale=(train.rrc_min_scale, 1.0),
-                                     flip=train.flip)
-    else:
-        images = augment(images, padding=train.crop_padding, flip=train.flip, generator=generator)
-    images = normalize(images, splits.mean, splits.std)
-    targets = F.one_hot(labels, splits.num_classes).float()
-    if train.mixup_alpha > 0:
-        weight = torch.from_numpy(rng.beta(train.mixup_alpha, train.mixup_alpha, size=len(labels) // 2))
-        weight = weight.to(images.device, torch.float32)
-        w_img = weight[:, None, None, None]
-        images = images[0::2] * w_img + images[1::2] * (1 - w_img)
-        targets = targets[0::2] * weight[:, None] + targets[1::2] * (1 - weight[:, None])
-    return images, targets
-
-
-def optimizer_step(model, optimizer, x, targets, lr: float, train: TrainConfig, device, sums: dict) -> None:
-    """One SGD step at learning rate `lr`; the loss and hits accumulate on the device."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_mult"]
-    if train.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(device, train):
-        logits = model(x)
-    loss = F.cross_entropy(logits.float(), targets, label_smoothing=train.label_smoothing)
-    # Reading the flag is a host-device synchronisation: every step on the CPU, where it is
-    # free, every DIVERGENCE_CHECK_EVERY steps (and at the epoch's end) on a GPU.
-    sums["finite"] &= torch.isfinite(loss)
-    sums["steps"] += 1
-    if device.type == "cpu" or sums["steps"] % DIVERGENCE_CHECK_EVERY == 0:
-        if not sums["finite"]:
-            raise Diverged()
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    model.constrain_strides()
-    sums["loss"] += loss.detach() * len(targets)
-    sums["correct"] += (logits.argmax(1) == targets.argmax(1)).sum()
-    sums["seen"] += len(targets)
-
-
 # --- one epoch --------------------------------------------------------------------------
 
 
 def train_epoch(t: Training, epoch: int, history: list[dict], resume: dict | None = None) -> dict:
-    """Epoch `epoch` (1-based): its steps in an order drawn from (seed, epoch), then the
+    """Epoch `epoch` (1-based): its steps with the draws of (seed, epoch), then the
     evaluation; returns its row of history.csv.
 
-    `resume`, a checkpoint taken mid-epoch, restarts at its step with its generators' states
-    and its running sums. A SIGTERM checkpoints before the next step and raises Interrupted.
+    `resume`, a checkpoint taken mid-epoch, restarts at its step with its running sums. A
+    SIGTERM checkpoints before the next step and raises Interrupted.
     """
-    tcfg, run_id = t.config.train, t.config.run_id()
+    tcfg = t.config.train
     generator = torch.Generator().manual_seed(epoch_seed(t.config.seed, epoch))
     rng = np.random.default_rng(epoch_seed(t.config.seed, epoch))
-    batches = epoch_batches(len(t.splits.train_labels), t.batch_per_step, generator, shuffle=True,
-                            drop_last=tcfg.mixup_alpha > 0)
+    draws = draw_epoch(len(t.splits.train_labels), t.batch_per_step, tcfg, tuple(t.splits.train_images.shape[-2:]),
+                       generator, rng, t.device, indices_on_host=isinstance(t.feed, StreamFeeder))
     sums = {"loss": torch.zeros((), device=t.device), "correct": torch.zeros((), device=t.device),
             "finite": torch.ones((), dtype=torch.bool, device=t.device), "seen": 0, "steps": 0}
     first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * t.per_epoch, t.per_epoch)
     if resume is not None:
-        generator.set_state(resume["generator"])
-        rng.bit_generator.state = resume["rng"]
         sums = {k: (v.to(t.device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}
         first_step, t.train_time = resume["step"], resume["train_time"]
     t0 = time.perf_counter()
-    steps = t.feed.batches(batches[first_step:])
-    for i in range(first_step, len(batches)):
+    batches = t.feed.batches(draws.indices[first_step:])
+    for i in range(first_step, len(draws)):
         if t.stop.requested:
-            save_checkpoint(
-                t.checkpoint_path, run_id, t.model, t.optimizer, history, epoch, i,
-                generator=generator.get_state(), rng=rng.bit_generator.state,
-                sums={k: (v.cpu() if torch.is_tensor(v) else v) for k, v in sums.items()},
-                train_time=t.train_time + time.perf_counter() - t0,
-            )
+            checkpoint(t, history, epoch, i, sums=sums, train_time=t.train_time + time.perf_counter() - t0)
             raise Interrupted()
         lr = learning_rate(tcfg, (epoch - 1) * t.per_epoch + i, t.per_epoch)
-        train_step(t, *next(steps), lr, generator, rng, sums)
+        images, labels = next(batches)
+        train_step(t.model, t.optimizer, t.splits, images, labels, draws.steps[i], lr, tcfg, t.device, sums, t.watch,
+                   forward=t.forward)
+    if t.device.type == "cuda":  # the steps were queued without waiting: the epoch ends when they have run
+        torch.cuda.synchronize(t.device)
     epoch_time = time.perf_counter() - t0
     t.train_time += epoch_time
     return epoch_row(t.model, t.splits, tcfg, t.device, epoch, sums, lr, epoch_time)
+
+
+def checkpoint(t: Training, history: list[dict], epoch: int, step: int = 0, **partial_epoch) -> None:
+    """A checkpoint to go on from `step` of `epoch` (a mid-epoch one with its running sums,
+    moved to the host, and its training time), timed into `t.checkpoint_time`."""
+    start = time.perf_counter()
+    if "sums" in partial_epoch:
+        partial_epoch["sums"] = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in partial_epoch["sums"].items()}
+    save_checkpoint(t.checkpoint_path, t.config.run_id(), t.model, t.optimizer, history, epoch, step, **partial_epoch)
+    t.checkpoint_time += time.perf_counter() - start
 
 
 def epoch_row(model, splits: Splits, train: TrainConfig, device, epoch: int, sums: dict, lr: float, epoch_time: float) -> dict:
     """The epoch's line of history.csv: training sums, evaluation, learning rate, strides."""
     if not sums["finite"]:
         raise Diverged()
+    eval_start = time.perf_counter()
     test_loss, test_acc = evaluate(model, splits.eval_images, splits.eval_labels, splits, train, device)
     if not math.isfinite(test_loss):
         raise Diverged()
@@ -257,7 +229,8 @@ def epoch_row(model, splits: Splits, train: TrainConfig, device, epoch: int, sum
     }
     if splits.val_images is not None:
         row["val_loss"], row["val_accuracy"] = evaluate(model, splits.val_images, splits.val_labels, splits, train, device)
-    row.update({"lr": lr, "epoch_time_s": epoch_time, "images_per_s": sums["seen"] / epoch_time})
+    row.update({"lr": lr, "epoch_time_s": epoch_time, "images_per_s": sums["seen"] / epoch_time,
+                "eval_time_s": time.perf_counter() - eval_start})
     for layer, (v, h) in model.learned_strides().items():
         row[f"stride/{layer}/v"], row[f"stride/{layer}/h"] = v, h
     return row
@@ -269,7 +242,9 @@ def evaluate(model, images, labels, splits: Splits, train: TrainConfig, device) 
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     side = images.shape[-1]
-    for x, y in feeder(images, labels, device).batches(torch.arange(len(labels)).split(train.eval_batch_size)):
+    model.plan_strides((splits.input_size, splits.input_size))  # the strides stay put: one plan
+    order = torch.arange(len(labels), device=images.device if isinstance(images, torch.Tensor) else "cpu")
+    for x, y in feeder(images, labels, device).batches(order.split(train.eval_batch_size)):
         if splits.input_size != side:  # the centre crop of the packed image (dataset.crop_size)
             x = center_crop_resize(x, splits.input_size, crop_fraction=splits.input_size / side)
         x = normalize(x, splits.mean, splits.std)
@@ -279,13 +254,9 @@ def evaluate(model, images, labels, splits: Splits, train: TrainConfig, device) 
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
+    model.clear_plan()
     model.train()
     return loss_sum.item() / len(labels), correct.item() / len(labels)
-
-
-def autocast(device: torch.device, train: TrainConfig):
-    enabled = device.type == "cuda" and train.amp
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -326,13 +297,19 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
         status, wall_start = "completed", time.perf_counter()
         t.train_time = sum(row["epoch_time_s"] for row in history)
         bar = tqdm(total=config.train.epochs, initial=start_epoch - 1, desc=name, disable=not sys.stderr.isatty())
+        last_checkpoint = time.monotonic()
         try:
             for epoch in range(start_epoch, config.train.epochs + 1):
                 mid_epoch = resume and epoch == start_epoch and resume_step > 0
                 row = train_epoch(t, epoch, history, {**resume, "step": resume_step} if mid_epoch else None)
                 history.append(row)
                 tracker.log_epoch(epoch, {k: v for k, v in row.items() if k != "epoch"})
-                save_checkpoint(checkpoint_path, run_id, t.model, t.optimizer, history, epoch + 1)
+                # by time, not every epoch (a 90 MB write costs a fast epoch a fifth of its
+                # time); none after the last: the result files follow at once
+                due = time.monotonic() - last_checkpoint >= 60 * config.train.checkpoint_minutes
+                if due and epoch < config.train.epochs:
+                    checkpoint(t, history, epoch + 1)
+                    last_checkpoint = time.monotonic()
                 report_epoch(bar, config, row)
         except (Diverged, FloatingPointError):
             status = "diverged"
@@ -348,7 +325,8 @@ def train_run(config: RunConfig, out_dir: Path, checkpoint_path: Path | None = N
             bar.close()
 
         result = build_result(config, t.model, history, status, t.device, t.train_time,
-                              time.perf_counter() - wall_start, (t.splits.feeding, t.splits.feeding_reason))
+                              time.perf_counter() - wall_start, (t.splits.feeding, t.splits.feeding_reason),
+                              checkpoint_time=t.checkpoint_time)
         with storing(out_dir, "the result files to"):
             write_results(out_dir, result, history)
             if config.train.save_weights:  # the final weights, loadable with torch.load(..., weights_only=True)

@@ -24,7 +24,7 @@ from hybrid.train.config import RunConfig
 
 
 def build_result(config: RunConfig, model: ResNet, history: list[dict], status: str, device, train_time: float, wall: float,
-                 feeding: tuple[str, str] = ("device", "held whole on the device")) -> dict:
+                 feeding: tuple[str, str] = ("device", "held whole on the device"), checkpoint_time: float = 0.0) -> dict:
     last = history[-1] if history and status == "completed" else {}
     best = max(history, key=lambda r: r["test_accuracy"]) if history else {}
     finite = all(math.isfinite(v) for s in model.learned_strides().values() for v in s)
@@ -50,6 +50,10 @@ def build_result(config: RunConfig, model: ResNet, history: list[dict], status: 
         "initial_cost": count_flops(config.model, (config.dataset.input_size,) * 2),
         "wall_time_s": wall,
         "train_time_s": train_time,
+        "checkpoint_time_s": checkpoint_time,  # writing checkpoints, in the attempt that finished
+        # the tuples of DiffStride crops the attempt met (training and evaluation): a compiled
+        # net compiles once for each
+        "crop_tuples": len(model.__dict__.get("crops_planned", ())) if model.diffstride_layers() else None,
         "images_per_s": seen / train_time if train_time > 0 else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "feeding": feeding[0],  # the data held whole on the device or streamed (hybrid.data.feeding)
