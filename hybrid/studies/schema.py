@@ -150,6 +150,9 @@ def config_schema() -> dict:
                     "runtime_margin": {"type": "number", "minimum": 1, "default": 2.0,
                                        "description": "a GPU run asks for its cost estimate times this, plus 10 "
                                                       "minutes, doubled on each retry, up to runtime_min"},
+                    "runs_per_gpu": {"type": "integer", "minimum": 1, "default": 1,
+                                     "description": "training runs packed into one Slurm job that holds one GPU "
+                                                    "(and runs_per_gpu times one run's CPUs, memory and time)"},
                 },
             },
         },

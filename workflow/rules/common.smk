@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import immutables
 import yaml
 
 from snakemake.exceptions import WorkflowError
@@ -145,6 +146,7 @@ def finished_results():
 
 def data_ready(wildcards):
     """The data a run reads: fetched (and, for the larger sets, packed) once per data set."""
+    set_train_group_size()  # the train jobs' input function: see set_train_group_size
     run = RUNS[wildcards.run]
     done = "packed" if run.config.dataset.name in PACKED else "ready"
     return f"{RESULTS}/data/{data_key(run)}.{done}"
@@ -299,13 +301,103 @@ RUNTIME_MARGIN = RESOURCES.get("runtime_margin", 2.0)
 STARTUP_MIN = 10  # start-up, data, evaluation and checkpoints, above the estimate
 
 
+# Packing (`resources.runs_per_gpu: k`): k training runs in one Slurm job that holds one GPU,
+# side by side. Snakemake packs k runs of the `train` group into one job (the group size
+# follows k, set here: the profile's `group-components` keeps train=1) and sums its members'
+# integer resources: each run asks for its own CPUs and memory, so the job gets k times one
+# run's. The GPU is the one resource they share: asked for as the string "1", which a group
+# keeps as it is where all its jobs give it (an integer would be summed to k GPUs); the Slurm
+# plugin turns it into `--gpus=1` (`--gpus=<gpu_model>:1` with a model). Time: a group asks
+# for the longest of its members' runtimes, so each run asks for k times its estimate (k runs
+# side by side share the GPU's throughput; MPS or overlap only make them faster).
+RUNS_PER_GPU = RESOURCES.get("runs_per_gpu", 1)
+PACKED_GPU = RUNS_PER_GPU > 1 and any(uses_gpu(run) for run in RUNS.values())
+if RUNS_PER_GPU > 1 and RESOURCES.get("gpus", 0) > 1:
+    raise WorkflowError(
+        f"invalid config: resources.runs_per_gpu: {RUNS_PER_GPU} runs share one GPU, but "
+        f"resources.gpus is {RESOURCES['gpus']}; set resources.gpus: 1 (or runs_per_gpu: 1)"
+    )
+# A group's width is checked against `--cores` (on the login node: `--cores all` is its own
+# CPU count), and a run's threads are capped by it: where k runs' CPUs exceed it, Snakemake
+# would stack the runs in one job (one run's CPUs and memory, k runs' time, one after another).
+# Submitting to a cluster (a job limit, `jobs:` in the profile), `--cores` bounds nothing else,
+# so it is raised to k runs' CPUs.
+_PACKED_CORES = RUNS_PER_GPU * RESOURCES.get("cpus", 1)
+if (
+    RUNS_PER_GPU > 1
+    and workflow.is_main_process
+    and workflow.global_resources["_nodes"].value is not None
+    and (workflow.global_resources["_cores"].value or 0) < _PACKED_CORES
+):
+    workflow.register_resource("_cores", _PACKED_CORES)
+_TRAIN_GROUP_SET = []
+
+
+def set_train_group_size():
+    """The `train` group's size (Snakemake's `--group-components train=N`) from
+    resources.runs_per_gpu. Snakemake hands the workflow its group settings only after this
+    file is read, so the train jobs' first input function sets it, before the jobs are grouped.
+    A group size given on the command line or in the profile other than 1 (the profile's)
+    or k is refused."""
+    if _TRAIN_GROUP_SET:
+        return
+    _TRAIN_GROUP_SET.append(True)
+    components = workflow.group_settings.group_components
+    given = components.get("train", 1)
+    if given not in (1, RUNS_PER_GPU):
+        raise WorkflowError(
+            f"invalid config: resources.runs_per_gpu is {RUNS_PER_GPU} but group-components "
+            f"asks for train={given}; set the group size in resources.runs_per_gpu only, "
+            "and leave train=1 in the profile (slurm/config.yaml)"
+        )
+    if RUNS_PER_GPU > 1:
+        workflow.group_settings.group_components = immutables.Map(
+            {**dict(components), "train": RUNS_PER_GPU}
+        )
+
+
+# Inside a packed job, the job's Snakemake (remote mode, the plugin's `slurm-jobstep`
+# executor) groups its k runs again (set_train_group_size, from the same config) and starts
+# them as one `srun` step: one Snakemake that runs the k runs side by side on the step's
+# CPUs and the job's GPU (a step holds all of the job's GPUs unless it asks otherwise). There
+# the runs ask for no GPU of their own (train_gpu), or the step would ask for k. The process
+# that runs them (remote mode, no job limit: the plugin gives `--jobs 1` to the job's
+# Snakemake only) starts a private CUDA MPS daemon for them where there is one, and stops it
+# when it exits (hybrid/train/mps.py).
+if (
+    PACKED_GPU
+    and workflow.remote_exec
+    and workflow.global_resources["_nodes"].value is None
+):
+    import atexit
+
+    from hybrid.train.mps import start as start_mps
+
+    _mps = start_mps(log=logger.info)
+    if _mps is not None:
+        atexit.register(_mps.stop, logger.info)
+
+
+def train_gpu(wildcards):
+    """A run's GPU request: `resources.gpus` for a run on a GPU; in a packed study the one GPU
+    the group's runs share, as a string (see above), and none inside the job, whose step
+    has the job's GPU already."""
+    if PACKED_GPU:
+        return 0 if workflow.remote_exec else "1"
+    return RESOURCES.get("gpus", 0) if uses_gpu(RUNS[wildcards.run]) else 0
+
+
 def train_runtime(wildcards, attempt):
     """A run's time request in minutes: on a GPU, its cost estimate (`cost.images_per_s`)
-    times `resources.runtime_margin` plus start-up, doubled on each retry (a run that
-    outlives its limit checkpoints on the profile's advance signal and resumes), never
-    above `resources.runtime_min`; without a GPU, `runtime_min`."""
+    times `resources.runtime_margin`, times `resources.runs_per_gpu` (the runs packed on its
+    GPU), plus start-up, doubled on each retry (a run that outlives its limit checkpoints on
+    the profile's advance signal and resumes), never above `resources.runtime_min`; without a
+    GPU, `runtime_min`."""
     run = RUNS[wildcards.run]
     if not uses_gpu(run):
         return RUNTIME_CAP
-    estimate = run_gpu_hours(run.config, RATES) * 60 * RUNTIME_MARGIN + STARTUP_MIN
+    estimate = (
+        run_gpu_hours(run.config, RATES) * 60 * RUNTIME_MARGIN * RUNS_PER_GPU
+        + STARTUP_MIN
+    )
     return min(RUNTIME_CAP, int(math.ceil(estimate * 2 ** (attempt - 1))))

@@ -41,10 +41,12 @@ rule train:
     conda:
         "../envs/train.yaml"
     threads: RESOURCES.get("cpus", 1)
+    # per run; with resources.runs_per_gpu: k, a Slurm job of k runs sums their CPUs and
+    # memory and shares one GPU (common.smk: train_gpu)
     resources:
         runtime=train_runtime,
         mem_mb=RESOURCES.get("mem_mb", 4000),
-        gpu=lambda w: RESOURCES.get("gpus", 0) if uses_gpu(RUNS[w.run]) else 0,
+        gpu=train_gpu,
     # Nothing here may name a run's studies or variant: a changed parameter reruns a
     # finished job, and adding a study must not retrain the runs it shares. The run reads
     # its MLflow labels from runs.csv itself, and the tracking sync keeps them current.
