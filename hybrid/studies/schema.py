@@ -137,6 +137,12 @@ def config_schema() -> dict:
                             "properties": {k: {"type": "number", "exclusiveMinimum": 0} for k in ("fixed", "diffstride")},
                         },
                     },
+                    "aggregate_speedup": {
+                        "type": "number", "minimum": 1,
+                        "description": "measured aggregate throughput of resources.runs_per_gpu runs sharing one GPU "
+                                       "over one run's (bench/throughput.py --runs-per-device k); default: none, "
+                                       "no speed-up assumed",
+                    },
                 },
             },
             "resources": {
