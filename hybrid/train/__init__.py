@@ -2,6 +2,9 @@
 
 - `config`: the run config (`RunConfig`: dataset, model, train, tracking); `recipes`: named train defaults;
 - `loop`: set-up, then epochs of steps (`train_run`); `schedule`: parameter groups, learning rates;
+- `step`: one step, with no wait for the device; `draws`: an epoch's random draws, made at its start;
+- `audit`: a step's kernel launches and host waits, counted on any machine;
+- `mps`: CUDA MPS for the runs packed on one GPU (`resources.runs_per_gpu`);
 - `stop`: SIGTERM from the first line to the last (exit 75: retried, resumed);
 - `checkpoints`: checksummed, atomic checkpoints and what a resumed run trusts;
 - `result`: result.json and history.csv, and their provenance;
