@@ -1,6 +1,6 @@
 """The package's shape: four rooms whose imports point one way, and no module too long to read.
 
-studies -> train -> nn, data; nn and data apart; the shared helpers (fields, strict_yaml,
+studies -> train -> nn, data; nn and data apart; the shared helpers (fields, strict_yaml, transfer,
 checksummed) below them all; no circle. Every import counts, a function's late import too.
 """
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hybrid"
 # A room may import rooms of a lower rank and itself; nn and data share a rank and stay apart.
 RANKS = {"shared": 0, "nn": 1, "data": 1, "train": 2, "studies": 3, "root": 4}
-SHARED = {"hybrid.fields", "hybrid.strict_yaml", "hybrid.checksummed"}
+SHARED = {"hybrid.fields", "hybrid.strict_yaml", "hybrid.checksummed", "hybrid.transfer"}
 MAX_LINES = 400
 
 

@@ -13,6 +13,7 @@ selects it.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -28,6 +29,7 @@ from hybrid.nn.spectral_window import (
     vertical_positions,
 )
 from hybrid.nn.spectral_window import float32 as _float32
+from hybrid.transfer import to_device
 
 Stride = Union[float, Sequence[float]]
 
@@ -64,6 +66,18 @@ def clip_passing_bounds(x: torch.Tensor, low: float, high: float) -> torch.Tenso
     """
     inside = (x >= low) & (x <= high)
     return torch.where(inside, x, x.detach().clamp(low, high))
+
+
+@lru_cache(maxsize=1024)
+def _minimum_strides(smoothness: float, height: int, width: int) -> tuple[float, float]:
+    # float32, as the official layer computes it. A map no larger than R has no minimum (the
+    # official formula divides by zero or turns negative there).
+    r = _float32(smoothness)
+    mins = []
+    for size in (height, width):
+        n = _float32(size)
+        mins.append(float(n / (n - r)) if size > smoothness else 1.0)
+    return mins[0], mins[1]
 
 
 class DiffStride2d(nn.Module):
@@ -120,7 +134,8 @@ class DiffStride2d(nn.Module):
         self.register_buffer("positions", torch.zeros(0), persistent=False)
         self.register_buffer("axes", torch.zeros(3, 2), persistent=False)
         self.register_buffer("kept_rows", torch.zeros(0, dtype=torch.long), persistent=False)
-        self._constants: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constants: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self._constants_in_use: tuple | None = None
 
     def extra_repr(self) -> str:
         limits = f", limits=({self.lower_limit}, {self.upper_limit})" if self.upper_limit < math.inf or self.lower_limit != 1.0 else ""
@@ -132,14 +147,7 @@ class DiffStride2d(nn.Module):
 
     def minimum_strides(self, height: int, width: int) -> tuple[float, float]:
         """The official lower bound of each stride for a map of this size, size / (size - R)."""
-        # float32, as the official layer computes it. A map no larger than R has no
-        # minimum (the official formula divides by zero or turns negative there).
-        r = _float32(self.smoothness_factor)
-        mins = []
-        for size in (height, width):
-            n = _float32(size)
-            mins.append(float(n / (n - r)) if size > self.smoothness_factor else 1.0)
-        return mins[0], mins[1]
+        return _minimum_strides(self.smoothness_factor, height, width)
 
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -196,6 +204,8 @@ class DiffStride2d(nn.Module):
     def _use_constants(self, crop: Crop) -> None:
         device = self.strides.device
         key = (crop, device)
+        if self._constants_in_use == key:  # the usual step: the crop of the step before
+            return
         if key not in self._constants:
             rows = vertical_positions(crop.height)
             kept_rows = np.concatenate([rows[:crop.lead], rows[len(rows) - crop.trail:]])
@@ -203,8 +213,9 @@ class DiffStride2d(nn.Module):
             axes = torch.tensor([[crop.height, crop.width], [0.0, 1.0], [-crop.height / 2, -crop.width / 2]],
                                 dtype=torch.float32)
             rows = torch.cat([torch.arange(crop.lead), torch.arange(crop.height - crop.trail, crop.height)])
-            self._constants[key] = tuple(_to_device(t, device) for t in (torch.from_numpy(positions), axes, rows))
+            self._constants[key] = tuple(to_device(t, device) for t in (torch.from_numpy(positions), axes, rows))
         self.positions, self.axes, self.kept_rows = self._constants[key]
+        self._constants_in_use = key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -225,13 +236,6 @@ class DiffStride2d(nn.Module):
             out = torch.fft.irfft2(spectrum, s=(spectrum.shape[-2], 2 * (spectrum.shape[-1] - 1)))
         return out.to(dtype)
 
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A copy on `device` that the host does not wait for (from pinned memory on CUDA)."""
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
 
 
 def spectral_output_size(height: int, width: int, stride: tuple[float, float]) -> tuple[int, int]:

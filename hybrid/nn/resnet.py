@@ -119,6 +119,16 @@ class ResNet(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+        # What `plan_strides` walks every step, listed once: the modules that change the map's
+        # size in the order the map meets them, and the DiffStride layers among them (all of
+        # the net's: a block's shortcut takes the same path through the same layer).
+        self._resizing = self._resizing_modules()
+        self._diffstride = [m for m in self._resizing if isinstance(m, DiffStride2d)]
+        if len(self._diffstride) != len(self.diffstride_layers()):
+            raise RuntimeError("ResNet: a DiffStride layer off the main path; _resizing_modules is out of date")
+        self._sizes: dict[tuple, tuple[int, int]] = {}  # (module id, height, width) -> its output's size
+        self.crops_planned: set[tuple] = set()  # the tuples of crops planned: a compiled net compiles for each
+
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
 
@@ -166,7 +176,7 @@ class ResNet(nn.Module):
     def constrain_strides(self) -> None:
         """Project every stride onto its layer's limits; call after each optimizer step (it
         ends the step's plan: the next forward pass needs a new one)."""
-        for m in self.diffstride_layers().values():
+        for m in self._diffstride:
             m.constrain_()
 
     @torch.no_grad()
@@ -177,33 +187,29 @@ class ResNet(nn.Module):
         to their minimum, then each layer's crop in the order the maps flow, since a crop
         sets the size of every map after it. Until `constrain_strides` or `clear_plan`, the
         forward pass reads nothing from the device. A no-op without DiffStride layers."""
-        layers = list(self.diffstride_layers().values())
-        if not layers:
+        if not self._diffstride:
             return
-        values = torch.cat([m.strides.detach() for m in layers]).tolist()
-        given = {id(m): values[k:k + m.strides.numel()] for m, k in zip(layers, _offsets(layers))}
+        values = iter(torch.cat([m.strides.detach() for m in self._diffstride]).tolist())
         height, width = image_size
         crops = []
-        for module in self._size_path():
+        for module in self._resizing:
             if isinstance(module, DiffStride2d):
-                module.crop = module.plan(height, width, given.pop(id(module)))
+                module.crop = module.plan(height, width, [next(values) for _ in range(module.strides.numel())])
                 crops.append(module.crop)
                 height, width = module.crop.out_size
             else:
                 height, width = self._size_through(module, height, width)
-        if given:  # every DiffStride layer of the net sits on the main path
-            raise RuntimeError("plan_strides: a DiffStride layer off the main path: ResNet._size_path is out of date")
-        self.__dict__.setdefault("crops_planned", set()).add(tuple(crops))  # what a compiled net compiles for
+        self.crops_planned.add(tuple(crops))
 
     def clear_plan(self) -> None:
         """Forget the planned crops: each DiffStride layer plans its own calls again."""
-        for m in self.diffstride_layers().values():
+        for m in self._diffstride:
             m.crop = None
 
-    def _size_path(self) -> list[nn.Module]:
+    def _resizing_modules(self) -> list[nn.Module]:
         """The modules that change the map's size, in the order the map meets them: the
         stem's convolution and layers, then each stage's first convolution and pooling
-        layer (a block's shortcut takes the same path through the same layer)."""
+        layer."""
         path = [self.stem_conv, self.stem_pool, self.stem_max_pool]
         for stage in self.stages():
             path += [stage[0].conv1, stage[0].pool]
@@ -212,15 +218,14 @@ class ResNet(nn.Module):
     def _size_through(self, module: nn.Module, height: int, width: int) -> tuple[int, int]:
         """The size of `module`'s output for an input of height x width: run once on a map of
         zeros of that size (a sample of one, no gradient), then remembered."""
-        sizes = self.__dict__.setdefault("_sizes", {})
         key = (id(module), height, width)
-        if key not in sizes:
+        if key not in self._sizes:
             weight = next(module.parameters(), None)
             probe = torch.zeros(1, getattr(module, "in_channels", 1), height, width,
                                 device=weight.device if weight is not None else "cpu",
                                 dtype=weight.dtype if weight is not None else torch.float32)
-            sizes[key] = tuple(module(probe).shape[-2:])
-        return sizes[key]
+            self._sizes[key] = tuple(module(probe).shape[-2:])
+        return self._sizes[key]
 
     @torch.no_grad()
     def cost(self, image_size: Sequence[int] = (32, 32)) -> dict[str, float]:
@@ -277,15 +282,6 @@ class ResNet(nn.Module):
             "activation_bytes": float(activation_bytes),
             "final_map": final_map,  # the last stage's output, [height, width], before any head pooling
         }
-
-
-def _offsets(layers: list[DiffStride2d]) -> list[int]:
-    """Where each layer's strides start in the concatenation of all of them."""
-    starts, k = [], 0
-    for m in layers:
-        starts.append(k)
-        k += m.strides.numel()
-    return starts
 
 
 def resnet(config: ModelConfig | None = None, **options) -> ResNet:

@@ -134,7 +134,7 @@ def _run_steps(run: dict, steps: int, around) -> None:
     from hybrid.train.config import parse_run_config
     from hybrid.train.draws import draw_epoch
     from hybrid.train.loop import set_up
-    from hybrid.train.step import train_step
+    from hybrid.train.step import new_sums, train_step
     from hybrid.train.stop import StopSignal
 
     config = parse_run_config(run)
@@ -144,8 +144,7 @@ def _run_steps(run: dict, steps: int, around) -> None:
         draws = draw_epoch(len(t.splits.train_labels), t.batch_per_step, config.train,
                            tuple(t.splits.train_images.shape[-2:]), generator, rng, t.device)
         batches = t.feed.batches(draws.indices)
-        sums = {"loss": torch.zeros((), device=t.device), "correct": torch.zeros((), device=t.device),
-                "finite": torch.ones((), dtype=torch.bool, device=t.device), "seen": 0, "steps": 0}
+        sums = new_sums(t.device)
         for i in range(min(steps, len(draws))):
             def step(i=i):
                 images, labels = next(batches)

@@ -20,6 +20,7 @@ import torch
 from hybrid.data import draw_crops, epoch_batches
 from hybrid.data.feeding import resized_crop_boxes
 from hybrid.train.config import TrainConfig
+from hybrid.transfer import to_device
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,8 @@ def _draw_crops(b: int, train: TrainConfig, image_size: tuple[int, int], generat
 
 
 def _to_device(parts: list[torch.Tensor], device: torch.device, sizes: list[int]) -> list[torch.Tensor]:
-    """`parts` concatenated, copied to `device` once without blocking (pinned first on CUDA),
-    and split there again into views."""
+    """`parts` concatenated, copied to `device` once without blocking, and split there again
+    into views."""
     if not parts:
         return []
-    whole = torch.cat(parts)
-    if device.type == "cuda":
-        whole = whole.pin_memory()
-    return list(whole.to(device, non_blocking=True).split(sizes))
+    return list(to_device(torch.cat(parts), device).split(sizes))

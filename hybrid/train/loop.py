@@ -46,7 +46,7 @@ from hybrid.train.config import RunConfig, TrainConfig
 from hybrid.train.draws import draw_epoch
 from hybrid.train.result import build_result, run_tags, write_results
 from hybrid.train.schedule import epoch_seed, learning_rate, parameter_groups, steps_per_epoch
-from hybrid.train.step import Diverged, FiniteWatch, autocast, train_step
+from hybrid.train.step import Diverged, FiniteWatch, autocast, new_sums, train_step
 from hybrid.train.stop import Interrupted, StopSignal
 from hybrid.train.tracking import RunTracker, resolve_tracking_uri, study_labels
 
@@ -179,8 +179,7 @@ def train_epoch(t: Training, epoch: int, history: list[dict], resume: dict | Non
     rng = np.random.default_rng(epoch_seed(t.config.seed, epoch))
     draws = draw_epoch(len(t.splits.train_labels), t.batch_per_step, tcfg, tuple(t.splits.train_images.shape[-2:]),
                        generator, rng, t.device, indices_on_host=isinstance(t.feed, StreamFeeder))
-    sums = {"loss": torch.zeros((), device=t.device), "correct": torch.zeros((), device=t.device),
-            "finite": torch.ones((), dtype=torch.bool, device=t.device), "seen": 0, "steps": 0}
+    sums = new_sums(t.device)
     first_step, lr = 0, learning_rate(tcfg, (epoch - 1) * t.per_epoch, t.per_epoch)
     if resume is not None:
         sums = {k: (v.to(t.device) if torch.is_tensor(v) else v) for k, v in resume["sums"].items()}

@@ -53,7 +53,7 @@ def build_result(config: RunConfig, model: ResNet, history: list[dict], status: 
         "checkpoint_time_s": checkpoint_time,  # writing checkpoints, in the attempt that finished
         # the tuples of DiffStride crops the attempt met (training and evaluation): a compiled
         # net compiles once for each
-        "crop_tuples": len(model.__dict__.get("crops_planned", ())) if model.diffstride_layers() else None,
+        "crop_tuples": len(model.crops_planned) if model.diffstride_layers() else None,
         "images_per_s": seen / train_time if train_time > 0 else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
         "feeding": feeding[0],  # the data held whole on the device or streamed (hybrid.data.feeding)

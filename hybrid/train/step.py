@@ -55,6 +55,13 @@ class FiniteWatch:
             self.copied.record()
 
 
+def new_sums(device: torch.device) -> dict:
+    """An epoch's running sums, on the device where they add up: loss, hits, whether every
+    loss was finite; and on the host, the images seen and the steps taken."""
+    return {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device),
+            "finite": torch.ones((), dtype=torch.bool, device=device), "seen": 0, "steps": 0}
+
+
 def train_step(model, optimizer, splits: Splits, images: torch.Tensor, labels: torch.Tensor, draws: StepDraws,
                lr: float, train: TrainConfig, device: torch.device, sums: dict, watch: FiniteWatch,
                forward=None) -> None:

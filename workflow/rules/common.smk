@@ -6,7 +6,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import immutables
 import yaml
 
 from snakemake.exceptions import WorkflowError
@@ -351,9 +350,8 @@ def set_train_group_size():
             "and leave train=1 in the profile (slurm/config.yaml)"
         )
     if RUNS_PER_GPU > 1:
-        workflow.group_settings.group_components = immutables.Map(
-            {**dict(components), "train": RUNS_PER_GPU}
-        )
+        # a plain mapping, as Snakemake's command line makes it
+        workflow.group_settings.group_components = {**components, "train": RUNS_PER_GPU}
 
 
 # Inside a packed job, the job's Snakemake (remote mode, the plugin's `slurm-jobstep`
