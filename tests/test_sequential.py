@@ -173,3 +173,23 @@ def test_seeds_range_for_the_cost_estimate():
     assert low < expected < 8  # measured 6.2 at sd 0.003
     _, harder, _ = seeds_range(STAGES, CLAIM, 0.006, replicates=4000, seed=5)
     assert expected < harder <= high
+
+
+def test_the_readme_command_prints_the_figures_the_readme_quotes():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    command = re.search(r"`(python bench/sequential\.py)`", readme).group(1)  # verbatim, as a user pastes it
+    out = subprocess.run([sys.executable, *command.split()[1:]], cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    # family of 1, no effect, sd 0.003: | no effect | 0.003 | fixed repr | dir | OBF repr | dir | E[seeds] | ...
+    row = next(line for line in out.splitlines() if line.startswith("| no effect | 0.003 |"))
+    cells = [float(c) for c in row.strip("|").split("|")[2:]]
+    fixed_dir, obf_repr, obf_dir = cells[1], cells[2], cells[3]
+    # the README quotes 0.0490, 0.0205 and 0.0245 from 100,000 replicates (MC SE 0.0007)
+    assert abs(fixed_dir - 0.0490) < 0.003 and abs(obf_repr - 0.0205) < 0.003 and abs(obf_dir - 0.0245) < 0.003, row
+    assert obf_dir <= ALPHA

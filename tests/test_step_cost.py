@@ -135,3 +135,18 @@ def test_strides_that_move_within_a_crop_tuple_do_not_recompile():
     assert step(0.001) == first and step(0.002) == first and len(compiles) == 1
     assert step(0.5) != first and len(compiles) == 2  # a new tuple compiles once
     assert step(-0.503) == first and len(compiles) == 2  # and one seen before is reused
+
+
+def test_bench_layers_prints_the_counts_per_step():
+    # `python bench/layers.py` (README) at sizes that run in seconds: its part 3 counts
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "bench/layers.py", "--map", "2,4,8,8", "--widths", "4", "--min-run-time",
+                          "0.01"], cwd=root, capture_output=True, text=True, check=True).stdout
+    counts = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-2:]}
+    assert set(counts) == {"strided", "diffstride"}, out
+    assert float(counts["strided"][2]) == 0.0 and float(counts["diffstride"][2]) == 1.0, out
+    assert float(counts["diffstride"][1]) <= 1.5, out
