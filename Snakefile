@@ -39,6 +39,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/tracking.smk"
+include: "workflow/rules/sequential.smk"
 include: "workflow/rules/analysis.smk"
 
 

@@ -167,7 +167,8 @@ def completed_values(rows: pd.DataFrame, metric: str) -> pd.Series:
     return completed_runs(rows, metric)[metric]
 
 
-def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+def claims_table(runs_table: pd.DataFrame, config: Mapping,
+                 looks: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per comparison of `config["comparisons"]` and combination of its `by` columns.
 
     The leading columns are `claim_columns(method)`: the paper's treatment number and claimed
@@ -185,6 +186,10 @@ def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     stats.compare_runs, and a `note`. The columns are the same whatever the data. A dataset
     without a `paper` entry (e.g. the demo's synthetic data) has no claimed delta: its
     verdict says only what the data show (higher, lower, no effect, inconclusive).
+
+    A sequential study passes its `looks` (analysis.looks.replay): each row is then read
+    at the look where it stopped, over its arms' seeds of that stage only, and its
+    interval, level, family size and verdict are that look's repeated interval's.
     """
     settings = analysis_settings(config)
     method = settings.correction
@@ -195,11 +200,18 @@ def claims_table(runs_table: pd.DataFrame, config: Mapping) -> pd.DataFrame:
                *(CLAIM_RENAMES.get(c, c) for c in CLAIM_EXTRAS)]
     flagged = flag_runs(runs_table, config)
     rows = []
+    stops = None if looks is None else looks.set_index("key")
     for name, spec in comparisons.items():
-        rows += _claim_rows(flagged, name, spec, settings)
+        rows += _claim_rows(flagged, name, spec, settings, stops)
     if not rows:
         return pd.DataFrame(columns=columns)
     family = stats.compare_family(rows, method=method, alpha=settings.alpha)
+    if stops is not None:  # each row at its look: the repeated interval decides
+        at = stops.loc[[row["key"] for row in rows]]
+        for ours, theirs in (("family_size", "family_size"), ("ci_level", "ci_level"),
+                             ("delta_ci_low", "ci_low"), ("delta_ci_high", "ci_high"),
+                             ("verdict", "verdict")):
+            family[ours] = at[theirs].to_numpy()
     family["paper_in_pi"] = _inside(family["claimed_delta"], family["pair_pi_low"],
                                     family["pair_pi_high"])
     for arm in ("treatment", "control"):
@@ -251,8 +263,13 @@ def _inside(value: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
     return inside.astype(object).where(known, None)
 
 
+def row_key(claim: str, labels: Mapping[str, object]) -> str:
+    """A claims row's name in a sequential study's looks: its comparison and `by` values."""
+    return " · ".join([claim, *(f"{k}={v}" for k, v in labels.items())])
+
+
 def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
-                settings: AnalysisSettings) -> list[dict]:
+                settings: AnalysisSettings, stops: pd.DataFrame | None = None) -> list[dict]:
     treatment, control = as_filters(spec["treatment"]), as_filters(spec["control"])
     paper, reference = spec.get("paper") or {}, spec.get("reference") or {}
     metric = settings.metric
@@ -261,10 +278,16 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
         claim = paper.get(dataset)
         claimed = None if claim is None else claim["treatment"] - claim["control"]
         arm_t, arm_c = select_runs(group, treatment), select_runs(group, control)
+        key, notes = row_key(name, labels), []
+        if stops is not None:  # a sequential row reads its seeds at the look it stopped at
+            stop = stops.loc[key]
+            arm_t, arm_c = arm_t[arm_t["seed"] < stop["seeds"]], arm_c[arm_c["seed"] < stop["seeds"]]
+            notes.append(f"sequential: {stop['state']} at look {stop['look'] + 1} of {stop['looks']} "
+                         f"({stop['seeds']} seeds per arm, {stop['alpha_spent']:.3g} of its alpha spent)")
         kwargs = dict(alpha=settings.alpha, claimed_delta=claimed,
                       margin=settings.equivalence_margin, tolerance=settings.claim_tolerance,
                       collapse_gap=settings.collapse_gap)
-        notes = [] if claim is not None else [f"no paper number for {dataset}: no claim to test"]
+        notes += [] if claim is not None else [f"no paper number for {dataset}: no claim to test"]
         if arm_t.empty or arm_c.empty:
             notes.append(f"{'treatment' if arm_t.empty else 'control'} has no runs here")
         done_t, done_c = completed_runs(arm_t, metric), completed_runs(arm_c, metric)
@@ -282,7 +305,7 @@ def _claim_rows(runs_table: pd.DataFrame, name: str, spec: Mapping,
         paper_t = np.nan if claim is None else claim["treatment"]
         paper_c = np.nan if claim is None else claim["control"]
         rows.append({
-            "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
+            "key": key, "claim": name, "dataset": dataset, **{k: v for k, v in labels.items() if k != DATASET},
             **result, "paper_treatment": paper_t, "paper_control": paper_c,
             "reference_control": reference_control,
             "reference_treatment": refs.get(treatment.get(VARIANT), np.nan),

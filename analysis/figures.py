@@ -46,6 +46,7 @@ from analysis.collect import (
     variant_studies)
 from analysis.claims import (
     analysis_settings, as_cell, claims_table, completed_runs, paper_numbers, reference_number)
+from analysis.looks import looks_of
 from analysis.tables import POOLING_STUDY, level_order
 from analysis.verdicts import forest_figure, forest_rows
 
@@ -410,7 +411,8 @@ def make_figures(runs_table: pd.DataFrame, history_table: pd.DataFrame, config: 
     builders = {}
     if config.get("comparisons"):
         builders["claims_forest"] = lambda: forest_figure(
-            forest_rows(claims if claims is not None else claims_table(runs_table, config)))
+            forest_rows(claims if claims is not None
+                        else claims_table(runs_table, config, looks_of(runs_table, config))))
     builders |= {
         "pooling_accuracy": lambda: pooling_figure(runs_table, study=pooling_study,
                                                    metric=metric, config=config),

@@ -267,3 +267,50 @@ def seeds_range(stages, claimed_delta: float, planning_sd: float, *,
                    spending=spending, alpha=alpha, family=family, margin=margin,
                    tolerance=tolerance, replicates=replicates, seed=seed)
     return SeedsRange(int(stages[0]), run.sequential.expected_seeds, int(stages[-1]))
+
+
+# -- the command line: the design's stopping rates, for the studies' cost estimate ----------
+
+def stop_rates(rows, stages, *, spending: str, planning_sd: float, alpha: float = ALPHA,
+               margin: float = EQUIVALENCE_MARGIN, tolerance: float = CLAIM_TOLERANCE,
+               replicates: int = REPLICATES) -> list[list[float]]:
+    """Each row's chance of stopping at each look, simulated with the project's rule at the
+    planning SD, the true delta at the row's claim (`claimed_delta`; no effect where it is
+    None) in a family of `family` rows: rows [{"claimed_delta", "family"}]."""
+    cache: dict[tuple, list[float]] = {}
+    out = []
+    for row in rows:
+        claim = row.get("claimed_delta")
+        key = (claim, int(row["family"]))
+        if key not in cache:
+            truth = 0.0 if claim is None else float(claim)
+            run = simulate(truth, planning_sd, stages, claimed_delta=np.nan if claim is None else claim,
+                           spending=spending, alpha=alpha, family=key[1], margin=margin,
+                           tolerance=tolerance, replicates=replicates)
+            cache[key] = list(run.sequential.stop_rates)
+        out.append(cache[key])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m analysis.sequential stop-rates < design.json`: the stopping rates of
+    `stop_rates` as JSON, for `python -m hybrid.studies CONFIG --cost` (which may not import
+    the analysis). The design: {"stages", "spending", "planning_sd", "alpha", "margin",
+    "tolerance", "rows": [{"claimed_delta", "family"}]}."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.sequential", description=main.__doc__)
+    parser.add_argument("command", choices=["stop-rates"])
+    parser.parse_args(argv)
+    spec = json.load(sys.stdin)
+    defaults = {"alpha": ALPHA, "margin": EQUIVALENCE_MARGIN, "tolerance": CLAIM_TOLERANCE}
+    rates = stop_rates(spec["rows"], spec["stages"], spending=spec["spending"],
+                       planning_sd=spec["planning_sd"], **{k: spec.get(k, v) for k, v in defaults.items()})
+    json.dump(rates, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

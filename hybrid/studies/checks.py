@@ -21,6 +21,7 @@
 - the analysis sections against those runs: a comparison's study, its arms' columns and
   values, its `by` columns and its reference's `where`; a sweep's study, an axis that the
   study varies and a default among that axis' levels;
+- a sequential study's stages and arms (hybrid.studies.stages);
 - the resources: a run pinned to `cuda` needs `resources.gpus` (whether CUDA exists is the
   job's question, answered on the node that runs it, not on the login node).
 """
@@ -36,6 +37,7 @@ from hybrid.data import PACKED
 from hybrid.strict_yaml import load_yaml
 from hybrid.studies.grid import VARIANT, ResolvedRun, axis_value, get_dotted, known_keys, resolve_runs
 from hybrid.studies.schema import config_schema
+from hybrid.studies.stages import check_sequential
 
 
 class ConfigError(ValueError):
@@ -78,6 +80,7 @@ def check_config(config: Mapping) -> list[ResolvedRun]:
     check_null_sections(config)
     check_schema(config)
     try:
+        check_sequential(config)
         runs = resolve_runs(dict(config))
     except ValueError as err:
         raise ConfigError(str(err)) from None

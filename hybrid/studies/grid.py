@@ -8,7 +8,8 @@ import copy
 import csv
 import itertools
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class ResolvedRun:
     studies: list[str] = field(default_factory=list)
     variant: str = ""
     axes: dict[str, object] = field(default_factory=dict)  # dotted key -> value, for every varied key
+    # In a sequential study (hybrid.studies.stages), the cells this run belongs to as an arm
+    # of a comparison ("study:cell id"), whose seeds grow stage by stage; empty otherwise.
+    cells: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -92,8 +96,13 @@ def _preset(variants: dict, variant: str | None, where: str) -> dict:
     return variants[variant]
 
 
-def resolve_runs(config: dict) -> list[ResolvedRun]:
-    """Every run of every study, once each, in a stable order."""
+def resolve_runs(config: dict, plan: Mapping[str, int] | None = None) -> list[ResolvedRun]:
+    """Every run of every study, once each, in a stable order.
+
+    In a sequential study (a `sequential` section: hybrid.studies.stages), a cell that is an
+    arm of a comparison has seeds 0..n-1 in its comparison's study, n from `plan` ({cell key:
+    seeds}, the first stage's for a cell it leaves out); without a plan, the last stage's:
+    every run the design may train. Other cells keep their fixed seeds."""
     base = config.get("base") or {}
     variants = config.get("variants") or {}
     seeds = config.get("seeds") or [0]
@@ -111,6 +120,7 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
         fixed_variant = (study.get("fixed") or {}).get(VARIANT)
         if fixed_variant is not None:  # checked even where `vary` overrides it
             _preset(variants, fixed_variant, f"studies.{name}")
+    arms = comparison_arms(config) if config.get("sequential") else {}
     vary_keys = sorted({k for s in studies.values() for k in (s.get("vary") or {}) if k != VARIANT} | set(ALWAYS_COLUMNS))
     runs: dict[str, ResolvedRun] = {}
     for study_name, study in studies.items():
@@ -124,9 +134,10 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
         for combination in itertools.product(*(vary[k] for k in keys)):
             point = dict(zip(keys, combination))
             variant = point.pop(VARIANT, fixed.get(VARIANT))
-            for seed in study.get("seeds") or seeds:
+            layers = [_preset(variants, variant, where), {k: v for k, v in fixed.items() if k != VARIANT}, point]
+
+            def build(seed: int, point=point, variant=variant, layers=layers) -> RunConfig:
                 tree = copy.deepcopy(base)
-                layers = [_preset(variants, variant, where), {k: v for k, v in fixed.items() if k != VARIANT}, point]
                 for layer in layers:
                     for key, value in layer.items():
                         set_dotted(tree, key, value, where)
@@ -139,9 +150,19 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
                 tree["name"] = " ".join([f"dataset={dataset}", f"variant={variant or 'custom'}", f"recipe={recipe}",
                                          *others, f"seed={seed}"])
                 try:
-                    run_config = parse_run_config(tree)
+                    return parse_run_config(tree)
                 except ValueError as err:
                     raise ValueError(f"{where} (point {point}, seed {seed}): {err}") from None
+
+            study_seeds, cell = study.get("seeds") or seeds, None
+            if arms.get(study_name):
+                probe = build(0)
+                if any(is_arm(probe, variant, arm) for arm in arms[study_name]):
+                    cell = cell_key(study_name, probe)
+                    stages = config["sequential"]["stages"]
+                    study_seeds = range(stages[-1] if plan is None else plan.get(cell, stages[0]))
+            for seed in study_seeds:
+                run_config = build(seed)
                 run_id = run_config.run_id()
                 run = runs.get(run_id)
                 if run is None:
@@ -150,7 +171,38 @@ def resolve_runs(config: dict) -> list[ResolvedRun]:
                     run = runs[run_id] = ResolvedRun(run_id, run_config, variant=variant or "", axes=axes)
                 if study_name not in run.studies:
                     run.studies.append(study_name)
+                if cell is not None and cell not in run.cells:
+                    run.cells.append(cell)
     return list(runs.values())
+
+
+# -- sequential studies: the cells whose seeds grow stage by stage ------------------------------
+
+def comparison_arms(config: Mapping) -> dict[str, list[dict]]:
+    """{study: the {run-table column: value} filters of every comparison arm in it}."""
+    arms: dict[str, list[dict]] = {}
+    for spec in (config.get("comparisons") or {}).values():
+        arms.setdefault(spec["study"], []).extend([spec["treatment"], spec["control"]])
+    return arms
+
+
+def is_arm(run_config: RunConfig, variant: str | None, arm: Mapping) -> bool:
+    """Whether a run's cell matches an arm's {column: value} (values spelled as runs.csv
+    spells them; `seed` is no cell's column and matches nothing)."""
+    resolved = run_config.to_dict()
+    for key, value in arm.items():
+        if key == VARIANT:
+            if axis_value(variant or "") != axis_value(value):
+                return False
+        elif key == "seed" or axis_value(get_dotted(resolved, key)) != axis_value(value):
+            return False
+    return True
+
+
+def cell_key(study: str, run_config: RunConfig) -> str:
+    """'study:id' of the cell a run belongs to in a study: the id of its config at seed 0,
+    the same for all of the cell's seeds."""
+    return f"{study}:{replace(run_config, seed=0).run_id()}"
 
 
 def runs_table(runs: list[ResolvedRun]) -> list[dict[str, str]]:

@@ -3,6 +3,9 @@
 
 
 rule runs_csv:
+    input:
+        # a sequential study's runs are those its last look planned
+        plan=[look_file(LAST_LOOK)] if DESIGN else [],
     output:
         f"{RESULTS}/runs.csv",
     log:
@@ -13,7 +16,7 @@ rule runs_csv:
     run:
         from hybrid.studies import write_runs_csv
 
-        write_runs_csv(list(RUNS.values()), output[0])
+        write_runs_csv(planned_runs(), output[0])
 
 
 rule workflow_config:
@@ -36,6 +39,9 @@ rule collect:
         runs=f"{RESULTS}/runs.csv",
         results=run_results,
         histories=run_histories,
+        # a sequential study's later stages, as its looks planned them
+        planned=planned_results,
+        planned_histories=planned_histories,
     output:
         table=f"{RESULTS}/runs_table.csv",
         history=f"{RESULTS}/history_table.csv",
@@ -58,6 +64,8 @@ rule tables:
     input:
         table=f"{RESULTS}/runs_table.csv",
         config=f"{RESULTS}/config.yaml",
+        # a sequential study's GPU-hours against the fixed design's
+        candidates=[f"{RESULTS}/sequential/candidates.csv"] if DESIGN else [],
     output:
         [
             report(
@@ -89,9 +97,12 @@ rule tables:
         "../envs/analysis.yaml"
     params:
         out=lambda w, output: Path(output[0]).parent,
+        candidates=lambda w, input: "".join(
+            f" --candidates {shell_word(path)}" for path in input.candidates[:1]
+        ),
     shell:
         "python -m analysis.tables --runs-table {input.table:q} --config {input.config:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        "{params.candidates} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule figures:

@@ -1,5 +1,7 @@
 # Config loading and validation, the resolved runs, and the input functions.
 
+import csv
+import json
 import math
 import os
 import shlex
@@ -18,6 +20,7 @@ _BASEDIR = shlex.quote(workflow.basedir).translate({ord("{"): "{{", ord("}"): "}
 shell.prefix(f'export PYTHONPATH={_BASEDIR}:"$PYTHONPATH"; ')
 from hybrid.data import PACKED, packed_dir  # noqa: E402
 from hybrid.studies.checks import check_config, check_config_files  # noqa: E402
+from hybrid.studies.stages import sequential_section  # noqa: E402
 
 # `--config partial=true` arrives as the string "true": Snakemake parses `--config` values
 # as numbers or strings, never as YAML booleans.
@@ -102,6 +105,7 @@ if config.get("comparisons") and workflow.is_main_process:
 
 wildcard_constraints:
     run="[0-9a-f]{16}",
+    look="[0-9]+",
     data="[A-Za-z0-9_.-]+",
 
 
@@ -126,12 +130,93 @@ def run_dir(run_id):
 PARTIAL = bool(config.get("partial", False))
 
 
+# A sequential study (workflow/rules/sequential.smk): RUNS holds every run its design may
+# train; the analysis waits for the first stage's runs and the other cells' (FIRST_RUNS),
+# trained from the start, and for the later stages' runs that the looks plan.
+DESIGN = sequential_section(config)
+if DESIGN:
+    from hybrid.studies import resolve_runs
+    from hybrid.studies.stages import first_stage_plan
+
+    FIRST_RUNS = {r.run_id: r for r in resolve_runs(config, first_stage_plan())}
+    LAST_LOOK = len(DESIGN["stages"]) - 1
+    if workflow.is_main_process:
+        logger.info(
+            f"sequential: {len(FIRST_RUNS)} runs at the first stage, "
+            f"{sum(1 for r in FIRST_RUNS.values() if r.cells)} of them the comparisons' "
+            f"cells at {DESIGN['stages'][0]} seeds; looks at {DESIGN['stages']} seeds per "
+            f"arm ({DESIGN['spending']} spending); {len(RUNS)} runs at most"
+        )
+else:
+    FIRST_RUNS = RUNS
+
+
 def run_results(wildcards=None):
-    return [] if PARTIAL else [f"{run_dir(r)}/result.json" for r in RUNS]
+    return [] if PARTIAL else [f"{run_dir(r)}/result.json" for r in FIRST_RUNS]
 
 
 def run_histories(wildcards=None):
-    return [] if PARTIAL else [f"{run_dir(r)}/history.csv" for r in RUNS]
+    return [] if PARTIAL else [f"{run_dir(r)}/history.csv" for r in FIRST_RUNS]
+
+
+def look_file(look):
+    return f"{RESULTS}/sequential/look_{look}.json"
+
+
+def looked_runs(look):
+    """The sequential runs planned after look `look`: a checkpoint's output, read once it
+    exists (until then Snakemake schedules the look and evaluates this again after it).
+    """
+    with open(checkpoints.look.get(look=look).output[0]) as f:
+        return json.load(f)["runs"]
+
+
+def look_results(wildcards):
+    """What look J reads: the runs of the sequential cells planned after look J-1 (the first
+    stage's for look 0); nothing in partial mode, which looks at whatever has finished.
+    """
+    look = int(wildcards.look)
+    if PARTIAL:
+        return []
+    ids = (
+        looked_runs(look - 1)
+        if look
+        else [r for r, run in FIRST_RUNS.items() if run.cells]
+    )
+    return [f"{run_dir(r)}/result.json" for r in ids]
+
+
+def planned_results(wildcards=None, name="result.json"):
+    """The sequential runs of the final plan (after the last look), beyond the first stage."""
+    if PARTIAL or not DESIGN:
+        return []
+    return [
+        f"{run_dir(r)}/{name}" for r in looked_runs(LAST_LOOK) if r not in FIRST_RUNS
+    ]
+
+
+def planned_histories(wildcards=None):
+    return planned_results(wildcards, "history.csv")
+
+
+def planned_runs():
+    """The runs of runs.csv: every run, or in a sequential study those of the final plan."""
+    if not DESIGN:
+        return list(RUNS.values())
+    with open(look_file(LAST_LOOK)) as f:
+        return resolve_runs(config, json.load(f)["plan"])
+
+
+def write_candidates(path):
+    """Every run a sequential study may train, with its cells and GPU-hour estimate."""
+    from hybrid.studies.stages import candidates_table
+
+    rows = candidates_table(list(RUNS.values()), lambda c: run_gpu_hours(c, RATES))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def finished_results():
@@ -165,6 +250,8 @@ CAPTIONED = {
     "claims",
     "verdicts",
     "claims_forest",
+    "sequential",
+    "sequential_cost",
     "status",
     "outliers",
     "pooling",
@@ -188,6 +275,8 @@ REPORT_NAMES = {
     "claims_forest": "1. verdicts: forest plot",
     "verdicts": "2. verdicts: table",
     "claims": "3. every statistic of the claims",
+    "sequential": "4. sequential design: where each row stopped",
+    "sequential_cost": "5. sequential design: GPU-hours",
     "runs": "all runs (sortable, filterable)",
 }
 VARIANT_STUDIES = variant_studies(config)
@@ -213,6 +302,9 @@ TABLES.update(
         if spec["study"] in config["studies"]
     }
 )
+if DESIGN and config.get("comparisons"):
+    TABLES["sequential"] = CATEGORY["claims"]
+    TABLES["sequential_cost"] = CATEGORY["claims"]
 TABLES["status"] = RUNS_CATEGORY
 TABLES["outliers"] = RUNS_CATEGORY
 

@@ -21,6 +21,7 @@ rule tracking_store:
 rule tracking_sync:
     input:
         results=run_results,
+        planned=planned_results,
         store=f"{RESULTS}/tracking/store.ready",
     output:
         f"{RESULTS}/tracking/synced.txt",
