@@ -23,6 +23,7 @@ TINY = ROOT / "tests" / "workflow" / "tiny.yaml"
 PROFILE = ROOT / "slurm" / "config.yaml"
 TIMEOUT_S = 300
 USABLE_STATES = {"idle", "mixed", "allocated", "completing"}
+RUNS = 5  # the tiny study at one seed
 
 
 OPT_IN = "HYBRID_TEST_SLURM"  # set by .ci/run once its own test cluster is up
@@ -94,10 +95,12 @@ def test_the_plugin_floor_has_every_key_the_profile_and_tests_use():
 def test_tiny_study_runs_through_slurm(tmp_path):
     slurm_cluster_or_skip()
     slurm_logs = tmp_path / "slurm_logs"
+    config = tmp_path / "tiny.yaml"  # the tiny study at one seed: 5 runs, 5 Slurm jobs
+    config.write_text(yaml.safe_dump({**yaml.safe_load(TINY.read_text()), "seeds": [0]}))
     args = [
         sys.executable, "-m", "snakemake",
         "--profile", "slurm",
-        "--configfile", str(TINY), "--replace-workflow-config",
+        "--configfile", str(config), "--replace-workflow-config",
         "--directory", str(tmp_path),
         "--cores", "all",
         # quick polls on the test cluster, logs kept to inspect
@@ -112,11 +115,11 @@ def test_tiny_study_runs_through_slurm(tmp_path):
     assert proc.returncode == 0, f"snakemake --profile slurm failed:\n{proc.stdout[-8000:]}"
     # every training job asked for the advance signal and its own time limit
     train_calls = [line for line in proc.stdout.splitlines() if "sbatch call:" in line and "rule_train" in line]
-    assert len(train_calls) == 10, proc.stdout[-4000:]
+    assert len(train_calls) == RUNS, proc.stdout[-4000:]
     assert all("--signal=TERM@300" in call and " -t " in call for call in train_calls), train_calls[0]
 
     results = sorted((tmp_path / "results" / "runs").glob("*/result.json"))
-    assert len(results) == 10, f"expected the tiny study's 10 runs, found {[p.parent.name for p in results]}"
+    assert len(results) == RUNS, f"expected the tiny study's {RUNS} runs, found {[p.parent.name for p in results]}"
     job_ids = set()
     for path in results:
         result = json.loads(path.read_text())
@@ -124,5 +127,5 @@ def test_tiny_study_runs_through_slurm(tmp_path):
         # set by Slurm inside the job: the run trained in a Slurm allocation, not locally
         assert result["slurm_job_id"], f"{path}: no SLURM_JOB_ID, the run did not go through Slurm"
         job_ids.add(result["slurm_job_id"])
-    assert len(job_ids) == 10, f"one Slurm job per run (group-components train=1), got {sorted(job_ids)}"
+    assert len(job_ids) == RUNS, f"one Slurm job per run (group-components train=1), got {sorted(job_ids)}"
     assert any(slurm_logs.rglob("*.log")), f"no Slurm job logs under {slurm_logs}"
