@@ -34,9 +34,9 @@ import pandas as pd
 import yaml
 
 from analysis.claims import (LABELS, analysis_settings, as_filters, comparison_groups,
-                             planned_families, row_key, select_runs)
+                             completed_values, planned_families, row_key, select_runs)
 from analysis.collect import collect, user_errors
-from analysis.sequential import information_fractions, look_levels, spent
+from analysis.sequential import SPENDING_KINDS, information_fractions, look_levels, spent
 from analysis.table_files import write_table
 from analysis.verdict_rule import collapsed, labels, welch_interval
 
@@ -49,11 +49,10 @@ LOOK_COLUMNS = ("claim", "key", "family", "family_size", "state", "look", "looks
 
 @dataclass(frozen=True)
 class Design:
-    """The config's `sequential` section: seeds per arm at each look, the spending function
-    and the planning SD of the cost estimate."""
+    """The config's `sequential` section as the looks read it: seeds per arm at each look
+    and the spending function (its planning SD is the cost estimate's, on the studies' side)."""
     stages: tuple[int, ...]
-    spending: str = "obrien-fleming"
-    planning_sd: float = 0.003
+    spending: str = SPENDING_KINDS[0]  # O'Brien-Fleming
 
 
 def design(config: Mapping) -> Design | None:
@@ -62,7 +61,7 @@ def design(config: Mapping) -> Design | None:
     if not section:
         return None
     out = Design(tuple(int(n) for n in section["stages"]),
-                 **{k: section[k] for k in ("spending", "planning_sd") if k in section})
+                 **{k: section[k] for k in ("spending",) if k in section})
     information_fractions(out.stages)  # rising strictly from 3, or a ValueError saying so
     return out
 
@@ -71,8 +70,7 @@ def _arm(runs: pd.DataFrame, n: int, metric: str, gap: float) -> dict:
     """An arm's runs of seeds below n: its mean, SD and count without failures (diverged,
     corrupt or collapsed), the failures and the runs not yet finished."""
     mine = runs[runs["seed"] < n]
-    done = mine[(mine["status"] == "completed") & mine[metric].notna()]
-    values = done[metric].to_numpy(dtype=float)
+    values = completed_values(mine, metric).to_numpy(dtype=float)
     kept = values[~collapsed(values, gap)]
     unfinished = int((mine["status"] == "missing").sum())
     return {"mean": kept.mean() if kept.size else np.nan,

@@ -16,7 +16,7 @@ from analysis.sequential import SPENDING_KINDS
 from hybrid.studies import resolve_runs, runs_table
 from hybrid.studies.checks import ConfigError, check_config
 from hybrid.studies.cost import run_gpu_hours
-from hybrid.studies.stages import SPENDING, comparison_rows, sequential_hours
+from hybrid.studies.stages import SPENDING, comparison_rows, first_stage, sequential_hours
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "tests" / "workflow" / "tiny.yaml").read_text())
@@ -136,3 +136,11 @@ def test_the_readme_s_cost_command_prints_the_sequential_range_it_quotes():
     assert quoted, "the README quotes the paper study's sequential cost"
     for name, value in zip(("minimum", "expected", "maximum"), quoted.groups()):
         assert float(value) == pytest.approx(hours[name], rel=0.02), name
+
+
+@pytest.mark.parametrize("config", [tiny(), {**PAPER, **SEQUENTIAL}], ids=["tiny", "paper"])
+def test_the_first_stage_read_off_every_run_is_the_first_stage_plan(config):
+    """The workflow takes the first stage from the runs it resolved once (stages.first_stage)."""
+    every = resolve_runs(copy.deepcopy(config))
+    planned = resolve_runs(copy.deepcopy(config), {})
+    assert [r.run_id for r in first_stage(every, config["sequential"]["stages"])] == [r.run_id for r in planned]

@@ -154,8 +154,11 @@ def test_the_sequential_study_runs_through_slurm(first_stage, tmp_path):
     workdir = copy_of(first_stage, tmp_path)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
-    args = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--configfile", str(path),
-            "--replace-workflow-config", "--directory", str(workdir), "--cores", "all",
+    # the README's command, the tiny study's config in place of the paper study's two files
+    command = "snakemake --cores all --profile slurm --configfile config/config.yaml config/sequential.yaml"
+    assert command in (ROOT / "README.md").read_text()
+    args = [sys.executable, "-m", *command.replace("config/config.yaml config/sequential.yaml", str(path)).split(),
+            "--replace-workflow-config", "--directory", str(workdir),
             "--slurm-init-seconds-before-status-checks", "2", "--slurm-status-command", "squeue", "--verbose"]
     proc = run_snakemake(args, TIMEOUT_S)
     assert proc.returncode == 0, f"snakemake --profile slurm failed:\n{proc.stdout[-8000:]}"

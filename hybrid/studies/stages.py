@@ -25,7 +25,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from hybrid.studies.grid import VARIANT, ResolvedRun, axis_value, get_dotted, is_arm, resolve_runs, runs_table
+from hybrid.studies.grid import VARIANT, ResolvedRun, axis_value, get_dotted, is_arm, runs_table
 
 # The Lan-DeMets spending functions of analysis.sequential.SPENDING_KINDS (a test keeps the
 # two equal: the studies may not import the analysis).
@@ -71,9 +71,19 @@ def first_stage_plan() -> dict[str, int]:
     return {}
 
 
-def sequential_runs(runs: list[ResolvedRun]) -> list[ResolvedRun]:
-    """The runs that are some comparison's arm: those the looks read."""
-    return [run for run in runs if run.cells]
+def fixed_member(run: ResolvedRun) -> bool:
+    """Whether a run belongs to a study at that study's fixed seeds: a study in which it is
+    no sequential cell (trained whatever the looks decide)."""
+    sequential = {cell.split(":", 1)[0] for cell in run.cells}
+    return any(study not in sequential for study in run.studies)
+
+
+def first_stage(runs: list[ResolvedRun], stages) -> list[ResolvedRun]:
+    """The runs of the first stage among every run the design may train (resolve_runs
+    without a plan): the fixed members and the sequential cells' seeds below the first
+    stage's. The same run ids as resolve_runs(config, first_stage_plan()), without
+    resolving the grid again (the workflow does this in every process it starts)."""
+    return [run for run in runs if fixed_member(run) or run.config.seed < stages[0]]
 
 
 CANDIDATE_COLUMNS = ("cells", "gpu_hours")
@@ -155,12 +165,11 @@ def sequential_hours(config: Mapping, runs: list[ResolvedRun], hours) -> dict[st
         needs = [sum(p for n, p in zip(stages, rate) if n > s) for s in range(stages[-1])]
         for cell in row["cells"]:
             reach[cell] = [max(a, b) for a, b in zip(reach.get(cell, needs), needs)]
-    fixed = {run.run_id for run in resolve_runs(dict(config), {cell: 0 for cell in reach})}
     out = {"minimum": 0.0, "expected": 0.0, "maximum": 0.0}
     for run in runs:
-        cost = hours(run.config)
-        chance = 1.0 if run.run_id in fixed else max(reach[c][run.config.seed] for c in run.cells)
-        first = run.run_id in fixed or run.config.seed < stages[0]
+        cost, fixed = hours(run.config), fixed_member(run)
+        chance = 1.0 if fixed else max(reach[c][run.config.seed] for c in run.cells)
+        first = fixed or run.config.seed < stages[0]
         out["minimum"] += cost * first
         out["expected"] += cost * chance
         out["maximum"] += cost
@@ -171,7 +180,7 @@ def print_sequential_costs(runs: list[ResolvedRun], config: Mapping, hours) -> N
     """The lines `--cost` adds for a sequential study (`runs`: every run it may train)."""
     section = sequential_section(config)
     stages = section["stages"]
-    first = resolve_runs(dict(config), first_stage_plan())
+    first = first_stage(runs, stages)
     span = sequential_hours(config, runs, hours)
     print(f"Sequential (stages {list(stages)}, {section['spending']} spending): {len(first)} runs at the first "
           f"stage, {len(runs)} at most (the table above counts them all). GPU-hours: minimum "

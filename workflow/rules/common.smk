@@ -136,9 +136,9 @@ PARTIAL = bool(config.get("partial", False))
 DESIGN = sequential_section(config)
 if DESIGN:
     from hybrid.studies import resolve_runs
-    from hybrid.studies.stages import first_stage_plan
+    from hybrid.studies.stages import first_stage
 
-    FIRST_RUNS = {r.run_id: r for r in resolve_runs(config, first_stage_plan())}
+    FIRST_RUNS = {r.run_id: r for r in first_stage(RUNS.values(), DESIGN["stages"])}
     LAST_LOOK = len(DESIGN["stages"]) - 1
     if workflow.is_main_process:
         logger.info(
